@@ -1,0 +1,52 @@
+"""A patient-records service a clinic can run itself."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_openapi3 import Info, OpenAPI
+
+from healthcare import api, observability
+from healthcare.api.problems import Problem, validation_problem
+from healthcare.config import Settings, load_settings
+from healthcare.db.engine import create_db_engine
+
+__version__ = "0.1.0"
+JSON_TYPES = {"application/json", "application/problem+json"}
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """The application factory: settings from the environment unless given."""
+    settings = settings or load_settings()
+    observability.configure_logging(settings.log_level)
+    app = OpenAPI(
+        __name__,
+        info=Info(
+            title="Healthcare patient records",
+            version=__version__,
+            description="Patient records for a clinic: JSON API over SQLite or PostgreSQL.",
+        ),
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_model=Problem,
+        validation_error_callback=validation_problem,
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        TESTING=settings.env == "testing",
+    )
+    app.extensions["healthcare.settings"] = settings
+    app.extensions["healthcare.engine"] = create_db_engine(
+        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    observability.init_app(app)
+    api.init_app(app)
+    app.after_request(_no_store_for_data)
+    return app
+
+
+def _no_store_for_data(response: Response) -> Response:
+    # API answers carry patient data: no browser or proxy may keep a copy.
+    if response.mimetype in JSON_TYPES:
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,48 @@
+"""Liveness and readiness probes, open to load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+
+from healthcare.api.problems import Problem, problem
+from healthcare.api.responses import json_response
+from healthcare.db import migrate
+from healthcare.db.engine import current_engine
+
+api = APIBlueprint("health_api", __name__, abp_tags=[Tag(name="health")])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(Health):
+    database: str
+    schema_revision: str | None
+
+
+@api.get("/healthz", summary="The process answers", responses={200: Health})
+def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@api.get(
+    "/readyz",
+    summary="The database answers and its schema is current",
+    responses={200: Ready, 503: Problem},
+)
+def readyz() -> Response:
+    engine = current_engine()
+    try:
+        revision = migrate.current_revision(engine)
+    except SQLAlchemyError:
+        return problem(503, "Not ready", "The database does not answer.")
+    if revision != migrate.head_revision():
+        detail = f"The schema is at {revision or 'nothing'}, not {migrate.head_revision()}: "
+        return problem(503, "Not ready", detail + "run `healthcare db upgrade`.")
+    return json_response(
+        {"status": "ok", "database": engine.dialect.name, "schema_revision": revision}
+    )

@@ -1,0 +1,123 @@
+"""/patients: list, read, create, replace, merge-patch, soft delete, restore."""
+
+from __future__ import annotations
+
+from flask import Response, request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+
+from healthcare.api.problems import Problem, problem
+from healthcare.api.responses import PROBLEM_RESPONSES, etag, expected_version, json_response
+from healthcare.db.engine import current_engine
+from healthcare.patients import service
+from healthcare.patients.schemas import (
+    DeletedPatientPage,
+    PageQuery,
+    Patient,
+    PatientIn,
+    PatientPage,
+    PatientPatch,
+    PatientPath,
+    PatientQuery,
+)
+
+api = APIBlueprint(
+    "patients_api",
+    __name__,
+    url_prefix="/patients",
+    abp_tags=[Tag(name="patients", description="Patient records")],
+    abp_responses=PROBLEM_RESPONSES,
+)
+JSON_TYPES = {"application/json"}
+MERGE_PATCH_TYPES = {"application/json", "application/merge-patch+json"}
+CHANGES = {412: Problem, 422: Problem}
+
+
+@api.before_request
+def _require_json_body() -> Response | None:
+    """415 for a body that is not JSON and 400 for malformed JSON, before any validation."""
+    if request.method not in {"POST", "PUT", "PATCH"} or request.endpoint == "patients_api.restore":
+        return None
+    accepted = MERGE_PATCH_TYPES if request.method == "PATCH" else JSON_TYPES
+    if request.mimetype not in accepted:
+        return problem(
+            415,
+            "Unsupported media type",
+            f"Send the body as {' or '.join(sorted(accepted))}.",
+        )
+    if request.get_json(silent=True) is None:
+        return problem(400, "Malformed JSON", "The request body is not valid JSON.")
+    return None
+
+
+def _patient_response(patient: dict, status: int = 200, **headers: str) -> Response:
+    return json_response(patient, status, ETag=etag(patient["version"]), **headers)
+
+
+@api.get("", summary="List and search patients", responses={200: PatientPage, 422: Problem})
+def list_patients(query: PatientQuery) -> Response:
+    return json_response(service.list_patients(current_engine(), query))
+
+
+@api.get(
+    "/deleted",
+    summary="List soft-deleted patients",
+    responses={200: DeletedPatientPage, 422: Problem},
+)
+def list_deleted(query: PageQuery) -> Response:
+    return json_response(service.list_deleted(current_engine(), query))
+
+
+@api.post("", summary="Create a patient", responses={201: Patient, 422: Problem})
+def create(body: PatientIn) -> Response:
+    patient = service.create_patient(current_engine(), body)
+    location = url_for("patients_api.read", patient_id=patient["id"])
+    return _patient_response(patient, 201, Location=location)
+
+
+@api.get("/<int:patient_id>", summary="Read a patient", responses={200: Patient})
+def read(path: PatientPath) -> Response:
+    return _patient_response(service.get_patient(current_engine(), path.patient_id))
+
+
+@api.put(
+    "/<int:patient_id>",
+    summary="Replace a patient's writable fields",
+    description="Send If-Match with the ETag you read to be refused (412) a stale write.",
+    responses={200: Patient, **CHANGES},
+)
+def replace(path: PatientPath, body: PatientIn) -> Response:
+    patient = service.replace_patient(
+        current_engine(), path.patient_id, body, expected_version()
+    )
+    return _patient_response(patient)
+
+
+@api.patch(
+    "/<int:patient_id>",
+    summary="Change some fields (JSON merge patch, RFC 7396)",
+    description="Fields present replace the stored ones; null removes an optional field. "
+    "Content-Type application/merge-patch+json or application/json. Honours If-Match.",
+    responses={200: Patient, **CHANGES},
+)
+def patch(path: PatientPath, body: PatientPatch) -> Response:
+    patient = service.patch_patient(current_engine(), path.patient_id, body, expected_version())
+    return _patient_response(patient)
+
+
+@api.delete(
+    "/<int:patient_id>",
+    summary="Soft-delete a patient (restorable)",
+    responses={204: None, 412: Problem},
+)
+def remove(path: PatientPath) -> Response:
+    service.delete_patient(current_engine(), path.patient_id, expected_version())
+    return Response(status=204)
+
+
+@api.post(
+    "/<int:patient_id>/restore",
+    summary="Restore a soft-deleted patient",
+    responses={200: Patient, 409: Problem},
+)
+def restore(path: PatientPath) -> Response:
+    return _patient_response(service.restore_patient(current_engine(), path.patient_id))

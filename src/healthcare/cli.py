@@ -1,0 +1,121 @@
+"""The ``healthcare`` command: serve, db, seed, patients."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+
+from healthcare.config import ConfigError, Settings, load_settings
+from healthcare.db import migrate
+from healthcare.db.engine import create_db_engine
+from healthcare.errors import ServiceError
+
+
+def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Configuration and service refusals end the command with a message, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, ServiceError) as exc:
+            click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _engine(settings: Settings) -> Engine:
+    return create_db_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+
+@click.group()
+@click.version_option(package_name="healthcare")
+def main() -> None:
+    """Patient records for a clinic."""
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")  # noqa: S104
+@click.option("--port", type=int, default=None, help="Port to bind [default: $PORT or 9000].")
+@click.option("--workers", type=int, default=None, help="[default: $WEB_CONCURRENCY or 2]")
+@_fail_cleanly
+def serve(host: str, port: int | None, workers: int | None) -> None:
+    """Apply pending migrations, then run the production server."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    settings = load_settings()
+    migrate.upgrade(_engine(settings))
+    Server(
+        "healthcare.wsgi:app",
+        address=host,
+        port=port or settings.port,
+        interface=Interfaces.WSGI,
+        workers=workers or settings.web_concurrency,
+        blocking_threads=settings.blocking_threads,
+        backpressure=settings.blocking_threads * 4,
+        respawn_failed_workers=True,
+        workers_kill_timeout=30,
+        log_access=False,
+    ).serve()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@_fail_cleanly
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    engine = _engine(load_settings())
+    migrate.upgrade(engine)
+    click.echo(f"schema at {migrate.current_revision(engine)}")
+
+
+@db.command("current")
+@_fail_cleanly
+def db_current() -> None:
+    """Show the schema revision and whether it is the latest."""
+    revision = migrate.current_revision(_engine(load_settings()))
+    state = "latest" if revision == migrate.head_revision() else f"head is {migrate.head_revision()}"
+    click.echo(f"{revision or 'empty'} ({state})")
+
+
+@main.command()
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
+@click.option("--random-seed", type=int, default=None, help="Repeatable data.")
+@_fail_cleanly
+def seed(count: int, random_seed: int | None) -> None:
+    """Insert realistic synthetic patients (no real data)."""
+    from healthcare.patients.seed import seed as insert_synthetic
+
+    engine = _engine(load_settings())
+    migrate.upgrade(engine)
+    click.echo(f"inserted {insert_synthetic(engine, count, random_seed=random_seed)} patients")
+
+
+@main.group()
+def patients() -> None:
+    """Operator actions on patient records."""
+
+
+@patients.command("purge")
+@click.argument("patient_id", type=click.IntRange(min=1))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_cleanly
+def patients_purge(patient_id: int, yes: bool) -> None:
+    """Permanently remove a soft-deleted patient. This cannot be undone."""
+    from healthcare.patients.service import purge_patient
+
+    if not yes:
+        click.confirm(f"Permanently remove patient {patient_id}? This cannot be undone", abort=True)
+    purge_patient(_engine(load_settings()), patient_id)
+    click.echo(f"patient {patient_id} purged")

@@ -1,0 +1,75 @@
+"""Settings, read once from ``HEALTHCARE_*`` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a service that may start."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEALTHCARE_", extra="ignore")
+
+    env: Literal["production", "development", "testing"] = "production"
+    secret_key: str = ""
+    data_dir: Path = Path("instance")
+    database_url: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    blocking_threads: int = Field(4, ge=1, le=256)
+    port: int = Field(9000, ge=1, le=65535, validation_alias="PORT")
+    web_concurrency: int = Field(2, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _default_database_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'healthcare.db').resolve()}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_secret_key(self) -> None:
+        """Refuse to run outside development with a missing, placeholder or short secret key."""
+        if self.env == "development":
+            return
+        key = self.secret_key.strip()
+        if key.lower() in PLACEHOLDER_SECRET_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                "HEALTHCARE_SECRET_KEY is missing or a placeholder: set it to a random value of at "
+                f"least {MIN_SECRET_KEY_LENGTH} characters, e.g. "
+                '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) and fail with a readable message."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    settings.require_secret_key()
+    return settings
+

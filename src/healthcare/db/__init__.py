@@ -1,0 +1,1 @@
+"""The data layer: engine, models, migrations."""

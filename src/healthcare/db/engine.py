@@ -1,0 +1,77 @@
+"""Engine creation: one place that knows how SQLite and PostgreSQL connections are set up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+BEGIN_OPTION = "healthcare_begin"
+
+
+SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE", "snapshot": "BEGIN"}
+
+
+def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(database_url, busy_timeout_ms)
+    return create_engine(database_url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
+    url = make_url(database_url)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        database_url,
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        pool_size=8,
+        max_overflow=8,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A writer takes the write lock up front: a deferred transaction that reads and then
+        # writes can fail with "database is locked" without waiting on the busy timeout.
+        # A single-statement read needs no BEGIN at all: the statement is its own snapshot.
+        statement = SQLITE_BEGIN.get(conn.get_execution_options().get(BEGIN_OPTION))
+        if statement:
+            conn.exec_driver_sql(statement)
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "write"}).begin():
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot for several statements that must agree (a page and its total)."""
+    with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "snapshot"}).begin():
+        yield conn
+
+
+def current_engine() -> Engine:
+    """The engine of the app handling this request or CLI command."""
+    return current_app.extensions["healthcare.engine"]

@@ -1,0 +1,1 @@
+"""Patients: validation schemas, use cases and queries."""

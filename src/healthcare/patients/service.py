@@ -1,0 +1,189 @@
+"""The patient use cases. Both front ends call these; no rule about patients lives elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, update
+
+from healthcare.db.engine import read_transaction, write_transaction
+from healthcare.db.models import patients
+from healthcare.errors import Conflict, NotFound, VersionMismatch
+from healthcare.patients import queries
+from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery, age_on
+from healthcare.patients.search import fold
+
+WRITABLE = tuple(PatientIn.model_fields)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row as the API shows it; age follows the birth date as time passes."""
+    born: date | None = row["date_of_birth"]
+    body = {
+        "id": row["id"],
+        "name": row["name"],
+        "age": row["age"] if born is None else age_on(born, utc_now().date()),
+        "disease": row["disease"],
+        "gender": row["gender"],
+        "date_of_birth": None if born is None else born.isoformat(),
+        "phone": row["phone"],
+        "email": row["email"],
+        "notes": row["notes"],
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+        "version": row["version"],
+    }
+    if row.get("deleted_at") is not None:
+        body["deleted_at"] = rfc3339(row["deleted_at"])
+    return body
+
+
+def _stored_values(data: PatientIn) -> dict[str, Any]:
+    values = data.model_dump()
+    values["name_search"] = fold(data.name)
+    return values
+
+
+def _load(conn: Connection, patient_id: int, *, include_deleted: bool = False) -> dict[str, Any]:
+    row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).mappings().first()
+    if row is None or (row["deleted_at"] is not None and not include_deleted):
+        raise NotFound(f"No patient with id {patient_id}.")
+    return dict(row)
+
+
+def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
+    if expected is not None and expected != current["version"]:
+        raise VersionMismatch(
+            f"Patient {current['id']} is at version {current['version']}, not {expected}: "
+            "somebody changed it meanwhile. Reload it and apply your change again.",
+            current["version"],
+        )
+
+
+def get_patient(engine: Engine, patient_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(queries.by_id, {"patient_id": patient_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"No patient with id {patient_id}.")
+    return to_api(row)
+
+
+def list_patients(engine: Engine, query: PatientQuery) -> dict[str, Any]:
+    listing = queries.patient_listing(query, engine.dialect.name)
+    return _page(engine, listing, query)
+
+
+def list_deleted(engine: Engine, query: PageQuery) -> dict[str, Any]:
+    return _page(engine, queries.deleted_listing(query.limit, query.offset), query)
+
+
+def _page(engine: Engine, listing: queries.Listing, query: PageQuery) -> dict[str, Any]:
+    with read_transaction(engine) as conn:
+        items = [to_api(row) for row in conn.execute(listing.page).mappings()]
+        total = conn.execute(listing.total).scalar_one()
+    return {"items": items, "total": total, "limit": query.limit, "offset": query.offset}
+
+
+def create_patient(engine: Engine, data: PatientIn) -> dict[str, Any]:
+    now = utc_now()
+    values = {**_stored_values(data), "created_at": now, "updated_at": now, "version": 1}
+    with write_transaction(engine) as conn:
+        patient_id = conn.execute(insert(patients).values(values)).inserted_primary_key[0]
+    return to_api({**values, "id": patient_id})
+
+
+def writable_fields(current: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a client may send, as they stand; a birth date makes the age implicit."""
+    fields = {name: current[name] for name in WRITABLE if current[name] is not None}
+    if "date_of_birth" in fields:
+        fields.pop("age", None)
+        fields["date_of_birth"] = fields["date_of_birth"].isoformat()
+    return fields
+
+
+def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
+    """Apply an RFC 7396 merge patch and validate the result as a whole patient."""
+    merged = writable_fields(current)
+    for name in patch.model_fields_set:
+        value = getattr(patch, name)
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value.isoformat() if isinstance(value, date) else value
+    return PatientIn.model_validate(merged)
+
+
+def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[str, Any]:
+    values = _stored_values(data)
+    if all(current[name] == values[name] for name in WRITABLE):
+        return to_api(current)
+    values.update(updated_at=utc_now(), version=current["version"] + 1)
+    result = conn.execute(
+        update(patients)
+        .where(patients.c.id == current["id"], patients.c.version == current["version"])
+        .values(values)
+    )
+    if result.rowcount != 1:
+        raise VersionMismatch("The patient changed while it was being saved; reload it.", None)
+    return to_api({**current, **values})
+
+
+def replace_patient(
+    engine: Engine, patient_id: int, data: PatientIn, expected_version: int | None = None
+) -> dict[str, Any]:
+    with write_transaction(engine) as conn:
+        current = _load(conn, patient_id)
+        _check_version(current, expected_version)
+        return _save(conn, current, data)
+
+
+def patch_patient(
+    engine: Engine, patient_id: int, patch: PatientPatch, expected_version: int | None = None
+) -> dict[str, Any]:
+    with write_transaction(engine) as conn:
+        current = _load(conn, patient_id)
+        _check_version(current, expected_version)
+        return _save(conn, current, merge_patch(current, patch))
+
+
+def delete_patient(engine: Engine, patient_id: int, expected_version: int | None = None) -> None:
+    with write_transaction(engine) as conn:
+        current = _load(conn, patient_id)
+        _check_version(current, expected_version)
+        now = utc_now()
+        conn.execute(
+            update(patients)
+            .where(patients.c.id == patient_id)
+            .values(deleted_at=now, updated_at=now, version=current["version"] + 1)
+        )
+
+
+def restore_patient(engine: Engine, patient_id: int) -> dict[str, Any]:
+    with write_transaction(engine) as conn:
+        current = _load(conn, patient_id, include_deleted=True)
+        if current["deleted_at"] is None:
+            raise Conflict(f"Patient {patient_id} is not deleted.")
+        values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
+        conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
+    return to_api({**current, **values})
+
+
+def purge_patient(engine: Engine, patient_id: int) -> None:
+    """Remove a soft-deleted patient for good: an operator's decision, never the API's."""
+    with write_transaction(engine) as conn:
+        current = _load(conn, patient_id, include_deleted=True)
+        if current["deleted_at"] is None:
+            raise Conflict(f"Patient {patient_id} is not deleted; delete it before purging it.")
+        conn.execute(delete(patients).where(patients.c.id == patient_id))
