@@ -84,8 +84,8 @@ def db_upgrade() -> None:
 @_fail_cleanly
 def db_current() -> None:
     """Show the schema revision and whether it is the latest."""
-    revision = migrate.current_revision(_engine(load_settings()))
-    state = "latest" if revision == migrate.head_revision() else f"head is {migrate.head_revision()}"
+    revision, head = migrate.current_revision(_engine(load_settings())), migrate.head_revision()
+    state = "latest" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'empty'} ({state})")
 
 

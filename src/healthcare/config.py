@@ -72,4 +72,3 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid configuration: {problems}") from None
     settings.require_secret_key()
     return settings
-

@@ -86,9 +86,7 @@ def read(path: PatientPath) -> Response:
     responses={200: Patient, **CHANGES},
 )
 def replace(path: PatientPath, body: PatientIn) -> Response:
-    patient = service.replace_patient(
-        current_engine(), path.patient_id, body, expected_version()
-    )
+    patient = service.replace_patient(current_engine(), path.patient_id, body, expected_version())
     return _patient_response(patient)
 
 

@@ -38,7 +38,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = _alembic_config()
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRES_MIGRATION_LOCK})
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            conn.execute(lock, {"key": POSTGRES_MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

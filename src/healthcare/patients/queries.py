@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, FromClause, Select, bindparam, column, func, select, table, text
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    bindparam,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
 
 from healthcare.db.models import patient_totals, patients
 from healthcare.patients.schemas import PatientQuery

@@ -69,7 +69,9 @@ Notes = Annotated[
     AfterValidator(_no_control_characters),
     AfterValidator(_blank_is_none),
 ]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)
+]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Age = Annotated[int, Field(ge=0, le=150)]
 
@@ -114,10 +116,12 @@ class PatientIn(BaseModel):
             return self
         today = today_utc()
         if born > today:
-            raise field_error(title, "date_of_birth", "date_future", "Must not be in the future", str(born))
+            message = "Must not be in the future"
+            raise field_error(title, "date_of_birth", "date_future", message, str(born))
         derived = age_on(born, today)
         if derived > 150:
-            raise field_error(title, "date_of_birth", "age_range", "Gives an age over 150", str(born))
+            message = "Gives an age over 150"
+            raise field_error(title, "date_of_birth", "age_range", message, str(born))
         if self.age is not None and self.age != derived:
             message = f"Does not match date_of_birth, which gives {derived}"
             raise field_error(title, "age", "age_mismatch", message, self.age)
