@@ -84,4 +84,5 @@ def _unexpected_problem(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_problem)
     app.register_error_handler(ServiceError, _service_problem)
+    app.register_error_handler(ValidationError, validation_problem)
     app.register_error_handler(Exception, _unexpected_problem)
