@@ -38,7 +38,7 @@ def postgres_server_url() -> str:
     pytest.skip(message)
 
 
-def _fresh_postgres_database(server_url: str, worker: str) -> str:
+def fresh_postgres_database(server_url: str, worker: str) -> str:
     name = f"healthcare_test_{worker}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -54,7 +54,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'healthcare.db'}"
     else:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        url = _fresh_postgres_database(postgres_server_url(), worker)
+        url = fresh_postgres_database(postgres_server_url(), worker)
     engine = create_db_engine(url)
     migrate.upgrade(engine)
     engine.dispose()

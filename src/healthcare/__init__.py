@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
             description="Patient records for a clinic: JSON API over SQLite or PostgreSQL.",
         ),
         doc_ui=False,
+        security_schemes={},
         validation_error_status=422,
         validation_error_model=Problem,
         validation_error_callback=validation_problem,

@@ -60,15 +60,17 @@ class Settings(BaseSettings):
             )
 
 
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "settings"
+    return field if field.isupper() else f"HEALTHCARE_{field.upper()}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides) and fail with a readable message."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
     settings.require_secret_key()
     return settings

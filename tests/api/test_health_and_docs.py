@@ -1,0 +1,62 @@
+"""Probes, the generated OpenAPI document and the self-hosted docs."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+from sqlalchemy import Engine
+
+from healthcare.db import migrate
+
+
+def test_healthz(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert (response.status_code, response.json) == (200, {"status": "ok"})
+
+
+def test_readyz_reports_database_and_revision(client: FlaskClient, engine: Engine) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json["schema_revision"] == migrate.head_revision()
+    assert response.json["database"] == engine.dialect.name
+
+
+def test_readyz_is_503_when_schema_is_behind(client: FlaskClient, engine: Engine) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'old'")
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.mimetype == "application/problem+json"
+        assert "healthcare db upgrade" in response.json["detail"]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE alembic_version SET version_num = '{migrate.head_revision()}'"
+            )
+
+
+def test_openapi_document_is_valid_3_1_and_generated_from_the_code(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").json
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+    paths = document["paths"]
+    assert set(paths["/patients"]) >= {"get", "post"}
+    assert set(paths["/patients/{patient_id}"]) >= {"get", "put", "patch", "delete"}
+    assert "post" in paths["/patients/{patient_id}/restore"]
+    assert "get" in paths["/patients/deleted"]
+    schema = document["components"]["schemas"]["PatientInput"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["age"]["anyOf"][0]["maximum"] == 150
+
+
+def test_docs_page_uses_only_local_assets(client: FlaskClient) -> None:
+    page = client.get("/docs").text
+    assert "http://" not in page
+    assert "https://" not in page
+    for asset in ["/docs/assets/css/swagger-ui.css", "/docs/assets/js/swagger-ui-bundle.js",
+                  "/docs/init.js"]:  # fmt: skip
+        assert asset in page
+        response = client.get(asset)
+        response.close()
+        assert response.status_code == 200

@@ -1,0 +1,85 @@
+"""SQLite set-up for durability and concurrency; migrations that are safe to race."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from healthcare.db import migrate
+from healthcare.db.engine import create_db_engine
+from healthcare.db.models import patients
+from healthcare.patients import service
+from healthcare.patients.schemas import PatientIn
+from tests.conftest import fresh_postgres_database, postgres_server_url
+
+WRITERS = 4
+WRITES_EACH = 40
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    return engine
+
+
+def _write_patients(url: str, writer: int) -> int:
+    engine = create_db_engine(url)
+    for i in range(WRITES_EACH):
+        service.create_patient(engine, PatientIn(name=f"Writer {writer} #{i}", age=30))
+        patient_id = service.create_patient(engine, PatientIn(name="Edited", age=1))["id"]
+        service.replace_patient(engine, patient_id, PatientIn(name="Edited again", age=2))
+    engine.dispose()
+    return WRITES_EACH
+
+
+def test_sqlite_connections_are_durable_and_strict(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path / "h.db")
+    with engine.connect() as conn:
+        pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in
+                  ["journal_mode", "synchronous", "foreign_keys", "busy_timeout"]}  # fmt: skip
+    assert pragma == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
+                      "busy_timeout": 30_000}  # fmt: skip
+
+
+def test_concurrent_writer_processes_never_see_database_locked(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path / "h.db")
+    url = str(engine.url)
+    with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
+        written = pool.starmap(_write_patients, [(url, w) for w in range(WRITERS)])
+    assert sum(written) == WRITERS * WRITES_EACH
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(patients)).scalar_one()
+    assert count == WRITERS * WRITES_EACH * 2
+
+
+def test_concurrent_writer_threads_share_one_engine(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path / "h.db")
+    with ThreadPoolExecutor(8) as pool:
+        created = list(
+            pool.map(
+                lambda i: service.create_patient(engine, PatientIn(name=f"T{i}", age=1)),
+                range(200),
+            )
+        )
+    assert len({p["id"] for p in created}) == 200
+
+
+def _upgrade(url: str) -> str | None:
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    return migrate.current_revision(engine)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_migrations_converge(tmp_path: Path, backend: str) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        url = fresh_postgres_database(postgres_server_url(), "race")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        revisions = pool.map(_upgrade, [url] * 3)
+    assert revisions == [migrate.head_revision()] * 3

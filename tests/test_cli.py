@@ -1,0 +1,100 @@
+"""The operator's command line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from healthcare.cli import main
+from healthcare.config import Settings
+from healthcare.db import migrate
+from tests.conftest import TEST_SECRET, new_patient
+
+
+@pytest.fixture
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
+    return CliRunner()
+
+
+@pytest.mark.usefixtures("app")
+def test_db_upgrade_and_current(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    current = runner.invoke(main, ["db", "current"])
+    assert current.output.strip() == f"{migrate.head_revision()} (latest)"
+
+
+def test_seed_inserts_searchable_patients(runner: CliRunner, client: FlaskClient) -> None:
+    result = runner.invoke(main, ["seed", "--count", "250", "--random-seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "inserted 250" in result.output
+    page = client.get("/patients?limit=500").json
+    assert page["total"] == 250
+    first_word = page["items"][0]["name"].split()[0]
+    found = client.get("/patients", query_string={"q": first_word}).json["items"]
+    assert page["items"][0]["id"] in {p["id"] for p in found}
+
+
+def test_purge_removes_a_deleted_patient_for_good(runner: CliRunner, client: FlaskClient) -> None:
+    patient = new_patient(client)
+    client.delete(f"/patients/{patient['id']}")
+    result = runner.invoke(main, ["patients", "purge", str(patient["id"]), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/patients/deleted").json["total"] == 0
+    assert client.post(f"/patients/{patient['id']}/restore").status_code == 404
+
+
+def test_purge_refuses_a_live_patient(runner: CliRunner, client: FlaskClient) -> None:
+    patient = new_patient(client)
+    result = runner.invoke(main, ["patients", "purge", str(patient["id"]), "--yes"])
+    assert result.exit_code == 2
+    assert "not deleted" in result.output
+    assert client.get(f"/patients/{patient['id']}").status_code == 200
+
+
+def test_purge_asks_before_acting(runner: CliRunner, client: FlaskClient) -> None:
+    patient = new_patient(client)
+    client.delete(f"/patients/{patient['id']}")
+    result = runner.invoke(main, ["patients", "purge", str(patient["id"])], input="n\n")
+    assert result.exit_code == 1
+    assert client.get("/patients/deleted").json["total"] == 1
+
+
+def test_purged_ids_are_never_reused(runner: CliRunner, client: FlaskClient) -> None:
+    patient = new_patient(client)
+    client.delete(f"/patients/{patient['id']}")
+    runner.invoke(main, ["patients", "purge", str(patient["id"]), "--yes"])
+    assert new_patient(client)["id"] > patient["id"]
+
+
+def test_commands_refuse_a_missing_secret_key(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HEALTHCARE_SECRET_KEY")
+    monkeypatch.delenv("HEALTHCARE_ENV", raising=False)
+    result = runner.invoke(main, ["db", "current"])
+    assert result.exit_code == 2
+    assert "HEALTHCARE_SECRET_KEY" in result.output
+
+
+def test_totals_stay_exact_through_every_change(runner: CliRunner, client: FlaskClient) -> None:
+    a, b, c = (new_patient(client, name=n) for n in "ABC")
+    client.delete(f"/patients/{a['id']}")
+    client.delete(f"/patients/{b['id']}")
+    client.post(f"/patients/{b['id']}/restore")
+    runner.invoke(main, ["patients", "purge", str(a["id"]), "--yes"])
+    engine = client.application.extensions["healthcare.engine"]
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT active, deleted FROM patient_totals")).one()
+        counted = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
+                "count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM patients"
+            )
+        ).one()
+    assert tuple(kept) == tuple(counted) == (2, 0)
+    assert c["id"] in {p["id"] for p in client.get("/patients").json["items"]}
