@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         ),
         doc_ui=False,
         security_schemes={},
-        validation_error_status=422,
+        validation_error_status="422",
         validation_error_model=Problem,
         validation_error_callback=validation_problem,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -30,8 +31,17 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _engine(settings: Settings) -> Engine:
-    return create_db_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+@contextmanager
+def _database(settings: Settings | None = None) -> Iterator[Engine]:
+    """An engine for one command, closed afterwards (no connection outlives the command)."""
+    settings = settings or load_settings()
+    engine = create_db_engine(
+        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group()
@@ -51,7 +61,8 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.server import Server
 
     settings = load_settings()
-    migrate.upgrade(_engine(settings))
+    with _database(settings) as engine:
+        migrate.upgrade(engine)
     Server(
         "healthcare.wsgi:app",
         address=host,
@@ -75,16 +86,17 @@ def db() -> None:
 @_fail_cleanly
 def db_upgrade() -> None:
     """Apply pending migrations."""
-    engine = _engine(load_settings())
-    migrate.upgrade(engine)
-    click.echo(f"schema at {migrate.current_revision(engine)}")
+    with _database() as engine:
+        migrate.upgrade(engine)
+        click.echo(f"schema at {migrate.current_revision(engine)}")
 
 
 @db.command("current")
 @_fail_cleanly
 def db_current() -> None:
     """Show the schema revision and whether it is the latest."""
-    revision, head = migrate.current_revision(_engine(load_settings())), migrate.head_revision()
+    with _database() as engine:
+        revision, head = migrate.current_revision(engine), migrate.head_revision()
     state = "latest" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'empty'} ({state})")
 
@@ -97,9 +109,10 @@ def seed(count: int, random_seed: int | None) -> None:
     """Insert realistic synthetic patients (no real data)."""
     from healthcare.patients.seed import seed as insert_synthetic
 
-    engine = _engine(load_settings())
-    migrate.upgrade(engine)
-    click.echo(f"inserted {insert_synthetic(engine, count, random_seed=random_seed)} patients")
+    with _database() as engine:
+        migrate.upgrade(engine)
+        written = insert_synthetic(engine, count, random_seed=random_seed)
+    click.echo(f"inserted {written} patients")
 
 
 @main.group()
@@ -117,5 +130,6 @@ def patients_purge(patient_id: int, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Permanently remove patient {patient_id}? This cannot be undone", abort=True)
-    purge_patient(_engine(load_settings()), patient_id)
+    with _database() as engine:
+        purge_patient(engine, patient_id)
     click.echo(f"patient {patient_id} purged")

@@ -8,11 +8,13 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.api.problems import Problem, problem
-from healthcare.api.responses import json_response
+from healthcare.api.responses import PROBLEM_RESPONSES, json_response
 from healthcare.db import migrate
 from healthcare.db.engine import current_engine
 
-api = APIBlueprint("health_api", __name__, abp_tags=[Tag(name="health")])
+api = APIBlueprint(
+    "health_api", __name__, abp_tags=[Tag(name="health")], abp_responses=PROBLEM_RESPONSES
+)
 
 
 class Health(BaseModel):

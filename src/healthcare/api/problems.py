@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from healthcare.errors import ServiceError, VersionMismatch
@@ -24,6 +24,14 @@ class FieldProblem(BaseModel):
 
 
 class Problem(BaseModel):
+    model_config = ConfigDict(
+        openapi_extra={
+            "content": {
+                PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
+            }
+        }
+    )
+
     type: str = "about:blank"
     title: str
     status: int

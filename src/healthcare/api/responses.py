@@ -9,7 +9,9 @@ from flask import Response, request
 
 from healthcare.api.problems import Problem
 
-PROBLEM_RESPONSES: dict[int, type[Problem]] = dict.fromkeys((400, 404, 405, 413, 415, 500), Problem)
+PROBLEM_RESPONSES: dict[int, type[Problem]] = dict.fromkeys(
+    (400, 404, 405, 413, 415, 422, 500), Problem
+)
 
 
 def json_response(body: Any, status: int = 200, **headers: str) -> Response:

@@ -90,10 +90,22 @@ def field_error(model: str, field: str, kind: str, message: str, value: Any) -> 
     return ValidationError.from_exception_data(model, [detail])
 
 
+AGE_GIVEN = {"required": ["age"], "properties": {"age": {"type": "integer"}}}
+BIRTH_DATE_GIVEN = {
+    "required": ["date_of_birth"],
+    "properties": {"date_of_birth": {"type": "string"}},
+}
+
+
 class PatientIn(BaseModel):
     """The client-writable fields of a patient (POST and PUT bodies)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="PatientInput")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        title="PatientInput",
+        json_schema_extra={"anyOf": [AGE_GIVEN, BIRTH_DATE_GIVEN]},
+    )
 
     name: Name
     age: Age | None = Field(None, description="Required unless date_of_birth is given.")
@@ -196,4 +208,4 @@ class PatientQuery(PageQuery):
 
 
 class PatientPath(BaseModel):
-    patient_id: int = Field(ge=1, le=2**63 - 1)
+    patient_id: int = Field(ge=1, le=2**31 - 1)

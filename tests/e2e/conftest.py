@@ -1,0 +1,79 @@
+"""A real `healthcare serve` process on a loopback port, on each database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import TEST_SECRET
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
+    port = free_port()
+    log_path = data_dir / f"server-{port}.log"
+    environment = {
+        **os.environ,
+        "HEALTHCARE_SECRET_KEY": TEST_SECRET,
+        "HEALTHCARE_DATABASE_URL": database_url,
+        "HEALTHCARE_DATA_DIR": str(data_dir),
+        "WEB_CONCURRENCY": "2",
+        **env,
+    }
+    healthcare = Path(sys.executable).with_name("healthcare")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(healthcare), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if requests.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    pytest.fail(f"server did not become ready:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(database_url, tmp_path_factory.mktemp("live"))
+    yield server
+    if server.process.poll() is None:
+        server.stop()

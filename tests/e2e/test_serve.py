@@ -1,0 +1,80 @@
+"""The production server, started the way an operator starts it."""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Server, start_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_crud_over_http(live_server: Server) -> None:
+    base = f"{live_server.url}/patients"
+    created = requests.post(base, json={"name": "Live Patient", "age": 41}, timeout=5)
+    assert created.status_code == 201
+    location = live_server.url + created.headers["Location"]
+    assert requests.get(location, timeout=5).json()["name"] == "Live Patient"
+    patched = requests.patch(
+        location, json={"disease": "Flu"}, headers={"If-Match": '"1"'}, timeout=5
+    )
+    assert patched.json()["version"] == 2
+    stale = requests.put(
+        location, json={"name": "X", "age": 1}, headers={"If-Match": '"1"'}, timeout=5
+    )
+    assert stale.status_code == 412
+    assert requests.delete(location, timeout=5).status_code == 204
+    assert requests.get(location, timeout=5).status_code == 404
+    assert requests.post(f"{location}/restore", timeout=5).status_code == 200
+
+
+def test_server_speaks_problem_json_and_hides_its_banner(live_server: Server) -> None:
+    response = requests.post(
+        f"{live_server.url}/patients", data="{", headers={"Content-Type": "application/json"},
+        timeout=5,
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["X-Request-ID"]
+
+
+def test_sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = start_server(database_url, tmp_path)
+    acknowledged: list[int] = []
+
+    def write(i: int) -> None:
+        try:
+            response = requests.post(
+                f"{server.url}/patients", json={"name": f"Burst {i}", "age": 20}, timeout=10
+            )
+        except requests.ConnectionError:
+            return
+        if response.status_code == 201:
+            acknowledged.append(response.json()["id"])
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(write, i) for i in range(400)]
+        futures[100].result()
+        assert server.stop(signal.SIGTERM) == 0
+    assert acknowledged
+    restarted = start_server(database_url, tmp_path)
+    try:
+        missing = [
+            pid for pid in acknowledged
+            if requests.get(f"{restarted.url}/patients/{pid}", timeout=5).status_code != 200
+        ]  # fmt: skip
+    finally:
+        restarted.stop()
+    assert missing == []
+
+
+def test_serve_refuses_to_start_without_a_secret_key(database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="HEALTHCARE_SECRET_KEY"):
+        start_server(database_url, tmp_path, HEALTHCARE_SECRET_KEY="")
