@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 BEGIN_OPTION = "healthcare_begin"
 
 
-SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE", "snapshot": "BEGIN"}
+SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE"}
 
 
 def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
@@ -50,7 +50,7 @@ def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
     def _begin(conn: Connection) -> None:
         # A writer takes the write lock up front: a deferred transaction that reads and then
         # writes can fail with "database is locked" without waiting on the busy timeout.
-        # A single-statement read needs no BEGIN at all: the statement is its own snapshot.
+        # Reads need no BEGIN: each statement is its own snapshot.
         statement = SQLITE_BEGIN.get(conn.get_execution_options().get(BEGIN_OPTION))
         if statement:
             conn.exec_driver_sql(statement)
@@ -62,13 +62,6 @@ def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""
     with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "write"}).begin():
-        yield conn
-
-
-@contextmanager
-def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A read-only snapshot for several statements that must agree (a page and its total)."""
-    with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "snapshot"}).begin():
         yield conn
 
 

@@ -191,9 +191,25 @@ class DeletedPatientPage(BaseModel):
     offset: int
 
 
-class PageQuery(BaseModel):
+_REQUEST_SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {}
+
+
+class QueryModel(BaseModel):
+    """A query-string model. flask-openapi3 asks for its JSON schema on every request to see
+    which fields are lists; the schema never changes, so it is built once."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        if cls not in _REQUEST_SCHEMAS:
+            _REQUEST_SCHEMAS[cls] = super().model_json_schema()
+        return _REQUEST_SCHEMAS[cls]
+
+
+class PageQuery(QueryModel):
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=10_000_000)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, update
 
-from healthcare.db.engine import read_transaction, write_transaction
+from healthcare.db import raw
+from healthcare.db.engine import write_transaction
 from healthcare.db.models import patients
 from healthcare.errors import Conflict, NotFound, VersionMismatch
 from healthcare.patients import queries
@@ -22,16 +23,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime | str) -> str:
+    if isinstance(moment, str):
+        # SQLite's stored text, always UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'.
+        return moment.replace(" ", "T", 1) + "Z"
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
+def _as_date(value: date | str | None) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row as the API shows it; age follows the birth date as time passes."""
-    born: date | None = row["date_of_birth"]
-    body = {
+    """A stored row as the API shows it; age follows the birth date as time passes.
+
+    Rows from the raw read path carry SQLite's text for dates; Core rows carry objects."""
+    born = _as_date(row["date_of_birth"])
+    return {
         "id": row["id"],
         "name": row["name"],
         "age": row["age"] if born is None else age_on(born, utc_now().date()),
@@ -45,9 +55,10 @@ def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": rfc3339(row["updated_at"]),
         "version": row["version"],
     }
-    if row.get("deleted_at") is not None:
-        body["deleted_at"] = rfc3339(row["deleted_at"])
-    return body
+
+
+def deleted_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {**to_api(row), "deleted_at": rfc3339(row["deleted_at"])}
 
 
 def _stored_values(data: PatientIn) -> dict[str, Any]:
@@ -73,26 +84,32 @@ def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
 
 
 def get_patient(engine: Engine, patient_id: int) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(queries.by_id, {"patient_id": patient_id}).mappings().first()
-    if row is None:
+    [rows] = raw.fetch(engine, (queries.by_id, {"patient_id": patient_id}))
+    if not rows:
         raise NotFound(f"No patient with id {patient_id}.")
-    return to_api(row)
+    return to_api(rows[0])
 
 
 def list_patients(engine: Engine, query: PatientQuery) -> dict[str, Any]:
-    listing = queries.patient_listing(query, engine.dialect.name)
-    return _page(engine, listing, query)
+    listing, params = queries.patient_listing(query, engine.dialect.name)
+    return _page(engine, listing, params, query)
 
 
 def list_deleted(engine: Engine, query: PageQuery) -> dict[str, Any]:
-    return _page(engine, queries.deleted_listing(query.limit, query.offset), query)
+    params = queries.page_parameters(query)
+    return _page(engine, queries.deleted_listing, params, query, deleted_to_api)
 
 
-def _page(engine: Engine, listing: queries.Listing, query: PageQuery) -> dict[str, Any]:
-    with read_transaction(engine) as conn:
-        items = [to_api(row) for row in conn.execute(listing.page).mappings()]
-        total = conn.execute(listing.total).scalar_one()
+def _page(
+    engine: Engine,
+    listing: queries.Listing,
+    params: dict[str, Any],
+    query: PageQuery,
+    serialize: Callable[[Mapping[str, Any]], dict[str, Any]] = to_api,
+) -> dict[str, Any]:
+    rows, totals = raw.fetch(engine, (listing.page, params), (listing.total, params))
+    total = next(iter(totals[0].values()))
+    items = [serialize(row) for row in rows]
     return {"items": items, "total": total, "limit": query.limit, "offset": query.offset}
 
 
