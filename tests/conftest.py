@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from healthcare import create_app
 from healthcare.config import Settings
 from healthcare.db import migrate
+from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import Base
 from healthcare.observability import JsonFormatter
@@ -91,19 +92,24 @@ def make_app(settings: Settings) -> Iterator[Callable[..., OpenAPI]]:
 
     yield build
     for app in apps:
-        app.extensions["healthcare.engine"].dispose()
+        app.extensions["healthcare.db"].dispose()
 
 
 @pytest.fixture
 def app(make_app: Callable[..., OpenAPI]) -> OpenAPI:
     application = make_app()
-    empty_all_tables(application.extensions["healthcare.engine"])
+    empty_all_tables(application.extensions["healthcare.db"].engine)
     return application
 
 
 @pytest.fixture
-def engine(app: OpenAPI) -> Engine:
-    return app.extensions["healthcare.engine"]
+def db(app: OpenAPI) -> Database:
+    return app.extensions["healthcare.db"]
+
+
+@pytest.fixture
+def engine(db: Database) -> Engine:
+    return db.engine
 
 
 @pytest.fixture

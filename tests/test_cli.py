@@ -87,7 +87,7 @@ def test_totals_stay_exact_through_every_change(runner: CliRunner, client: Flask
     client.delete(f"/patients/{b['id']}")
     client.post(f"/patients/{b['id']}/restore")
     runner.invoke(main, ["patients", "purge", str(a["id"]), "--yes"])
-    engine = client.application.extensions["healthcare.engine"]
+    engine = client.application.extensions["healthcare.db"].engine
     with engine.connect() as conn:
         kept = conn.execute(text("SELECT active, deleted FROM patient_totals")).one()
         counted = conn.execute(

@@ -8,7 +8,7 @@ from flask_openapi3 import Info, OpenAPI
 from healthcare import api, observability
 from healthcare.api.problems import Problem, validation_problem
 from healthcare.config import Settings, load_settings
-from healthcare.db.engine import create_db_engine
+from healthcare.db.database import Database
 
 __version__ = "0.1.0"
 JSON_TYPES = {"application/json", "application/problem+json"}
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         TESTING=settings.env == "testing",
     )
     app.extensions["healthcare.settings"] = settings
-    app.extensions["healthcare.engine"] = create_db_engine(
+    app.extensions["healthcare.db"] = Database.from_url(
         settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
     observability.init_app(app)

@@ -9,11 +9,10 @@ from functools import wraps
 from typing import Any
 
 import click
-from sqlalchemy import Engine
 
 from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
-from healthcare.db.engine import create_db_engine
+from healthcare.db.database import Database
 from healthcare.errors import ServiceError
 
 
@@ -32,16 +31,14 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _database(settings: Settings | None = None) -> Iterator[Engine]:
-    """An engine for one command, closed afterwards (no connection outlives the command)."""
+def _database(settings: Settings | None = None) -> Iterator[Database]:
+    """The database for one command, closed afterwards (no connection outlives the command)."""
     settings = settings or load_settings()
-    engine = create_db_engine(
-        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+    db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
-        yield engine
+        yield db
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 @click.group()
@@ -61,8 +58,8 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.server import Server
 
     settings = load_settings()
-    with _database(settings) as engine:
-        migrate.upgrade(engine)
+    with _database(settings) as db:
+        migrate.upgrade(db.engine)
     Server(
         "healthcare.wsgi:app",
         address=host,
@@ -86,17 +83,17 @@ def db() -> None:
 @_fail_cleanly
 def db_upgrade() -> None:
     """Apply pending migrations."""
-    with _database() as engine:
-        migrate.upgrade(engine)
-        click.echo(f"schema at {migrate.current_revision(engine)}")
+    with _database() as db:
+        migrate.upgrade(db.engine)
+        click.echo(f"schema at {migrate.current_revision(db.engine)}")
 
 
 @db.command("current")
 @_fail_cleanly
 def db_current() -> None:
     """Show the schema revision and whether it is the latest."""
-    with _database() as engine:
-        revision, head = migrate.current_revision(engine), migrate.head_revision()
+    with _database() as db:
+        revision, head = migrate.current_revision(db.engine), migrate.head_revision()
     state = "latest" if revision == head else f"head is {head}"
     click.echo(f"{revision or 'empty'} ({state})")
 
@@ -109,9 +106,9 @@ def seed(count: int, random_seed: int | None) -> None:
     """Insert realistic synthetic patients (no real data)."""
     from healthcare.patients.seed import seed as insert_synthetic
 
-    with _database() as engine:
-        migrate.upgrade(engine)
-        written = insert_synthetic(engine, count, random_seed=random_seed)
+    with _database() as db:
+        migrate.upgrade(db.engine)
+        written = insert_synthetic(db.engine, count, random_seed=random_seed)
     click.echo(f"inserted {written} patients")
 
 
@@ -130,6 +127,6 @@ def patients_purge(patient_id: int, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Permanently remove patient {patient_id}? This cannot be undone", abort=True)
-    with _database() as engine:
-        purge_patient(engine, patient_id)
+    with _database() as db:
+        purge_patient(db, patient_id)
     click.echo(f"patient {patient_id} purged")

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ access_log = logging.getLogger("healthcare.access")
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -47,22 +48,29 @@ def current_request_id() -> str:
 
 
 def _start_request() -> None:
-    incoming = request.headers.get("X-Request-ID", "")
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     g.started = time.perf_counter()
 
 
 def _finish_request(response: Response) -> Response:
-    response.headers["X-Request-ID"] = g.request_id
+    request_id = g.request_id
+    response.headers["X-Request-ID"] = request_id
     if access_log.isEnabledFor(logging.INFO):
         fields = {
-            "request_id": g.request_id,
+            "request_id": request_id,
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
         }
-        access_log.info("request", extra={"fields": fields})
+        # makeRecord + handle skips Logger.info's search of the call stack for the caller,
+        # which costs more than the rest of the request's logging on the hot path.
+        record = access_log.makeRecord(
+            access_log.name, logging.INFO, __file__, 0, "request", (), None,
+            extra={"fields": fields},
+        )  # fmt: skip
+        access_log.handle(record)
     return response
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from healthcare.db import migrate
+from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import patients
 from healthcare.patients import service
@@ -27,12 +28,12 @@ def _sqlite_engine(path: Path) -> Engine:
 
 
 def _write_patients(url: str, writer: int) -> int:
-    engine = create_db_engine(url)
+    db = Database.from_url(url)
     for i in range(WRITES_EACH):
-        service.create_patient(engine, PatientIn(name=f"Writer {writer} #{i}", age=30))
-        patient_id = service.create_patient(engine, PatientIn(name="Edited", age=1))["id"]
-        service.replace_patient(engine, patient_id, PatientIn(name="Edited again", age=2))
-    engine.dispose()
+        service.create_patient(db, PatientIn(name=f"Writer {writer} #{i}", age=30))
+        patient_id = service.create_patient(db, PatientIn(name="Edited", age=1))["id"]
+        service.replace_patient(db, patient_id, PatientIn(name="Edited again", age=2))
+    db.dispose()
     return WRITES_EACH
 
 
@@ -57,11 +58,11 @@ def test_concurrent_writer_processes_never_see_database_locked(tmp_path: Path) -
 
 
 def test_concurrent_writer_threads_share_one_engine(tmp_path: Path) -> None:
-    engine = _sqlite_engine(tmp_path / "h.db")
+    db = Database(_sqlite_engine(tmp_path / "h.db"))
     with ThreadPoolExecutor(8) as pool:
         created = list(
             pool.map(
-                lambda i: service.create_patient(engine, PatientIn(name=f"T{i}", age=1)),
+                lambda i: service.create_patient(db, PatientIn(name=f"T{i}", age=1)),
                 range(200),
             )
         )

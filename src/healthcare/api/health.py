@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from healthcare.api.problems import Problem, problem
 from healthcare.api.responses import PROBLEM_RESPONSES, json_response
 from healthcare.db import migrate
-from healthcare.db.engine import current_engine
+from healthcare.db.database import current_database
 
 api = APIBlueprint(
     "health_api", __name__, abp_tags=[Tag(name="health")], abp_responses=PROBLEM_RESPONSES
@@ -37,7 +37,7 @@ def healthz() -> Response:
     responses={200: Ready, 503: Problem},
 )
 def readyz() -> Response:
-    engine = current_engine()
+    engine = current_database().engine
     try:
         revision = migrate.current_revision(engine)
     except SQLAlchemyError:

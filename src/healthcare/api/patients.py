@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from healthcare.api.problems import Problem, problem
 from healthcare.api.responses import PROBLEM_RESPONSES, etag, expected_version, json_response
-from healthcare.db.engine import current_engine
+from healthcare.db.database import current_database
 from healthcare.patients import service
 from healthcare.patients.schemas import (
     DeletedPatientPage,
@@ -55,7 +55,7 @@ def _patient_response(patient: dict, status: int = 200, **headers: str) -> Respo
 
 @api.get("", summary="List and search patients", responses={200: PatientPage, 422: Problem})
 def list_patients(query: PatientQuery) -> Response:
-    return json_response(service.list_patients(current_engine(), query))
+    return json_response(service.list_patients(current_database(), query))
 
 
 @api.get(
@@ -64,19 +64,19 @@ def list_patients(query: PatientQuery) -> Response:
     responses={200: DeletedPatientPage, 422: Problem},
 )
 def list_deleted(query: PageQuery) -> Response:
-    return json_response(service.list_deleted(current_engine(), query))
+    return json_response(service.list_deleted(current_database(), query))
 
 
 @api.post("", summary="Create a patient", responses={201: Patient, 422: Problem})
 def create(body: PatientIn) -> Response:
-    patient = service.create_patient(current_engine(), body)
+    patient = service.create_patient(current_database(), body)
     location = url_for("patients_api.read", patient_id=patient["id"])
     return _patient_response(patient, 201, Location=location)
 
 
 @api.get("/<int:patient_id>", summary="Read a patient", responses={200: Patient})
 def read(path: PatientPath) -> Response:
-    return _patient_response(service.get_patient(current_engine(), path.patient_id))
+    return _patient_response(service.get_patient(current_database(), path.patient_id))
 
 
 @api.put(
@@ -86,7 +86,7 @@ def read(path: PatientPath) -> Response:
     responses={200: Patient, **CHANGES},
 )
 def replace(path: PatientPath, body: PatientIn) -> Response:
-    patient = service.replace_patient(current_engine(), path.patient_id, body, expected_version())
+    patient = service.replace_patient(current_database(), path.patient_id, body, expected_version())
     return _patient_response(patient)
 
 
@@ -98,7 +98,7 @@ def replace(path: PatientPath, body: PatientIn) -> Response:
     responses={200: Patient, **CHANGES},
 )
 def patch(path: PatientPath, body: PatientPatch) -> Response:
-    patient = service.patch_patient(current_engine(), path.patient_id, body, expected_version())
+    patient = service.patch_patient(current_database(), path.patient_id, body, expected_version())
     return _patient_response(patient)
 
 
@@ -108,7 +108,7 @@ def patch(path: PatientPath, body: PatientPatch) -> Response:
     responses={204: None, 412: Problem},
 )
 def remove(path: PatientPath) -> Response:
-    service.delete_patient(current_engine(), path.patient_id, expected_version())
+    service.delete_patient(current_database(), path.patient_id, expected_version())
     return Response(status=204)
 
 
@@ -118,4 +118,4 @@ def remove(path: PatientPath) -> Response:
     responses={200: Patient, 409: Problem},
 )
 def restore(path: PatientPath) -> Response:
-    return _patient_response(service.restore_patient(current_engine(), path.patient_id))
+    return _patient_response(service.restore_patient(current_database(), path.patient_id))

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -63,8 +62,3 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""
     with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "write"}).begin():
         yield conn
-
-
-def current_engine() -> Engine:
-    """The engine of the app handling this request or CLI command."""
-    return current_app.extensions["healthcare.engine"]

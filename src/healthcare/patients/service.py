@@ -6,10 +6,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, delete, insert, update
 
-from healthcare.db import raw
-from healthcare.db.engine import write_transaction
+from healthcare.db.database import Database
 from healthcare.db.models import patients
 from healthcare.errors import Conflict, NotFound, VersionMismatch
 from healthcare.patients import queries
@@ -17,6 +16,7 @@ from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, Pati
 from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
+INSERT = insert(patients)
 
 
 def utc_now() -> datetime:
@@ -83,42 +83,46 @@ def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
         )
 
 
-def get_patient(engine: Engine, patient_id: int) -> dict[str, Any]:
-    [rows] = raw.fetch(engine, (queries.by_id, {"patient_id": patient_id}))
+def get_patient(db: Database, patient_id: int) -> dict[str, Any]:
+    [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
     if not rows:
         raise NotFound(f"No patient with id {patient_id}.")
     return to_api(rows[0])
 
 
-def list_patients(engine: Engine, query: PatientQuery) -> dict[str, Any]:
-    listing, params = queries.patient_listing(query, engine.dialect.name)
-    return _page(engine, listing, params, query)
+def list_patients(db: Database, query: PatientQuery) -> dict[str, Any]:
+    listing, params = queries.patient_listing(query, db.dialect)
+    return _page(db, listing, params, query)
 
 
-def list_deleted(engine: Engine, query: PageQuery) -> dict[str, Any]:
+def list_deleted(db: Database, query: PageQuery) -> dict[str, Any]:
     params = queries.page_parameters(query)
-    return _page(engine, queries.deleted_listing, params, query, deleted_to_api)
+    return _page(db, queries.deleted_listing, params, query, deleted_to_api)
 
 
 def _page(
-    engine: Engine,
+    db: Database,
     listing: queries.Listing,
     params: dict[str, Any],
     query: PageQuery,
     serialize: Callable[[Mapping[str, Any]], dict[str, Any]] = to_api,
 ) -> dict[str, Any]:
-    rows, totals = raw.fetch(engine, (listing.page, params), (listing.total, params))
+    rows, totals = db.read((listing.page, params), (listing.total, params))
     total = next(iter(totals[0].values()))
     items = [serialize(row) for row in rows]
     return {"items": items, "total": total, "limit": query.limit, "offset": query.offset}
 
 
-def create_patient(engine: Engine, data: PatientIn) -> dict[str, Any]:
-    now = utc_now()
-    values = {**_stored_values(data), "created_at": now, "updated_at": now, "version": 1}
-    with write_transaction(engine) as conn:
-        patient_id = conn.execute(insert(patients).values(values)).inserted_primary_key[0]
-    return to_api({**values, "id": patient_id})
+def create_patient(db: Database, data: PatientIn) -> dict[str, Any]:
+    values = _stored_values(data)
+
+    def create(conn: Connection) -> dict[str, Any]:
+        now = utc_now()
+        stored = {**values, "created_at": now, "updated_at": now, "version": 1}
+        patient_id = conn.execute(INSERT, stored).inserted_primary_key[0]
+        return to_api({**stored, "id": patient_id})
+
+    return db.write(create)
 
 
 def writable_fields(current: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,25 +162,29 @@ def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[st
 
 
 def replace_patient(
-    engine: Engine, patient_id: int, data: PatientIn, expected_version: int | None = None
+    db: Database, patient_id: int, data: PatientIn, expected_version: int | None = None
 ) -> dict[str, Any]:
-    with write_transaction(engine) as conn:
+    def replace(conn: Connection) -> dict[str, Any]:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         return _save(conn, current, data)
 
+    return db.write(replace)
+
 
 def patch_patient(
-    engine: Engine, patient_id: int, patch: PatientPatch, expected_version: int | None = None
+    db: Database, patient_id: int, patch: PatientPatch, expected_version: int | None = None
 ) -> dict[str, Any]:
-    with write_transaction(engine) as conn:
+    def apply_patch(conn: Connection) -> dict[str, Any]:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         return _save(conn, current, merge_patch(current, patch))
 
+    return db.write(apply_patch)
 
-def delete_patient(engine: Engine, patient_id: int, expected_version: int | None = None) -> None:
-    with write_transaction(engine) as conn:
+
+def delete_patient(db: Database, patient_id: int, expected_version: int | None = None) -> None:
+    def soft_delete(conn: Connection) -> None:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         now = utc_now()
@@ -186,21 +194,28 @@ def delete_patient(engine: Engine, patient_id: int, expected_version: int | None
             .values(deleted_at=now, updated_at=now, version=current["version"] + 1)
         )
 
+    db.write(soft_delete)
 
-def restore_patient(engine: Engine, patient_id: int) -> dict[str, Any]:
-    with write_transaction(engine) as conn:
+
+def restore_patient(db: Database, patient_id: int) -> dict[str, Any]:
+    def restore(conn: Connection) -> dict[str, Any]:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
-    return to_api({**current, **values})
+        return to_api({**current, **values})
+
+    return db.write(restore)
 
 
-def purge_patient(engine: Engine, patient_id: int) -> None:
+def purge_patient(db: Database, patient_id: int) -> None:
     """Remove a soft-deleted patient for good: an operator's decision, never the API's."""
-    with write_transaction(engine) as conn:
+
+    def purge(conn: Connection) -> None:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted; delete it before purging it.")
         conn.execute(delete(patients).where(patients.c.id == patient_id))
+
+    db.write(purge)

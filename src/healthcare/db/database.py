@@ -1,0 +1,41 @@
+"""The handle the use cases work with: grouped durable writes and raw hot reads on one engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app
+from sqlalchemy import Connection, Engine
+
+from healthcare.db import raw
+from healthcare.db.engine import create_db_engine
+from healthcare.db.group_commit import GroupCommit
+
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._writer = GroupCommit(engine)
+
+    @classmethod
+    def from_url(cls, url: str, *, busy_timeout_ms: int = 30_000) -> Database:
+        return cls(create_db_engine(url, busy_timeout_ms=busy_timeout_ms))
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction; returns once it is durably committed."""
+        return self._writer.run(work)
+
+    def read(self, *selects: tuple[raw.RawSelect, dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        return raw.fetch(self.engine, *selects)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def current_database() -> Database:
+    """The database of the app handling this request."""
+    return current_app.extensions["healthcare.db"]

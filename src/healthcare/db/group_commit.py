@@ -1,0 +1,99 @@
+"""Group commit: many threads' writes share one transaction and so one fsync.
+
+With ``synchronous=FULL`` every SQLite commit waits for the disk, and writers queue behind
+one another for the write lock. Here each process has one writer thread that takes every
+write unit waiting, runs each in its own SAVEPOINT inside a single transaction, and commits
+once. A unit that fails is rolled back alone and its caller gets the exception; a caller
+returns only after the commit that holds its unit, so an acknowledged write is durable."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from healthcare.db.engine import write_transaction
+
+T = TypeVar("T")
+MAX_BATCH = 64
+
+
+class _Unit(Generic[T]):
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Unit[Any]] = queue.SimpleQueue()
+        self._started_in: int | None = None
+        self._start_lock = threading.Lock()
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction and return its result once committed."""
+        unit = _Unit(work)
+        self._ensure_writer()
+        self._queue.put(unit)
+        unit.done.wait()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[return-value]
+
+    def _ensure_writer(self) -> None:
+        # Started lazily, and again in a forked child, which inherits no threads.
+        if self._started_in == os.getpid():
+            return
+        with self._start_lock:
+            if self._started_in != os.getpid():
+                self._queue = queue.SimpleQueue()
+                writer = threading.Thread(
+                    target=self._write_forever, name="group-commit", daemon=True
+                )
+                writer.start()
+                self._started_in = os.getpid()
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Unit[Any]]) -> None:
+        try:
+            with write_transaction(self.engine) as conn:
+                if len(batch) == 1:
+                    batch[0].result = batch[0].work(conn)
+                else:
+                    for unit in batch:
+                        _run_in_savepoint(conn, unit)
+        except BaseException as exc:
+            for unit in batch:
+                if unit.error is None:
+                    unit.error = exc
+                    unit.result = None
+        finally:
+            for unit in batch:
+                unit.done.set()
+
+
+def _run_in_savepoint(conn: Connection, unit: _Unit[Any]) -> None:
+    try:
+        with conn.begin_nested():
+            unit.result = unit.work(conn)
+    except Exception as exc:
+        unit.error = exc

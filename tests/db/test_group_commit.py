@@ -1,0 +1,78 @@
+"""Group commit: shared transactions, isolated failures, durable acknowledgements."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from healthcare.db.group_commit import GroupCommit
+from healthcare.db.models import patients
+from healthcare.errors import Conflict
+
+
+def _insert(name: str):  # noqa: ANN202
+    def work(conn: Connection) -> int:
+        row = {"name": name, "name_search": name.lower(), "age": 1, "version": 1,
+               "created_at": func.now(), "updated_at": func.now()}  # fmt: skip
+        return conn.execute(insert(patients).values(row)).inserted_primary_key[0]
+
+    return work
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(patients)).scalar_one()
+
+
+def test_units_from_many_threads_all_commit(engine: Engine) -> None:
+    writer = GroupCommit(engine)
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(lambda i: writer.run(_insert(f"P{i}")), range(300)))
+    assert len(set(ids)) == 300
+    assert _count(engine) == 300
+
+
+def test_a_failing_unit_is_rolled_back_alone(engine: Engine) -> None:
+    writer = GroupCommit(engine)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)  # hold the writer so the next units queue up as one batch
+
+    def failing(conn: Connection) -> None:
+        _insert("Doomed")(conn)
+        raise Conflict("no")
+
+    with ThreadPoolExecutor(8) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        good = [pool.submit(writer.run, _insert(f"Kept {i}")) for i in range(3)]
+        bad = pool.submit(writer.run, failing)
+        deadline = time.monotonic() + 5
+        while writer._queue.qsize() < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        assert all(f.result(10) for f in good)
+        with pytest.raises(Conflict):
+            bad.result(10)
+    with engine.connect() as conn:
+        names = set(conn.execute(select(patients.c.name)).scalars())
+    assert names == {"Kept 0", "Kept 1", "Kept 2"}
+
+
+def test_a_lone_failing_unit_raises_and_writes_nothing(engine: Engine) -> None:
+    writer = GroupCommit(engine)
+
+    def failing(conn: Connection) -> None:
+        _insert("Doomed")(conn)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        writer.run(failing)
+    assert _count(engine) == 0
+    assert writer.run(_insert("After")) > 0
