@@ -14,7 +14,7 @@ from healthcare.db.models import patients
 from healthcare.errors import Conflict
 
 
-def _insert(name: str):  # noqa: ANN202
+def _insert(name: str):
     def work(conn: Connection) -> int:
         row = {"name": name, "name_search": name.lower(), "age": 1, "version": 1,
                "created_at": func.now(), "updated_at": func.now()}  # fmt: skip

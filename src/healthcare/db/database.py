@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 from healthcare.db import raw
 from healthcare.db.engine import create_db_engine
 from healthcare.db.group_commit import GroupCommit
+from healthcare.db.revision_cache import RevisionCache
 
 T = TypeVar("T")
 
@@ -20,6 +21,7 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(engine)
+        self.pages = RevisionCache()
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout_ms: int = 30_000) -> Database:
@@ -29,7 +31,7 @@ class Database:
         """Run ``work`` in a write transaction; returns once it is durably committed."""
         return self._writer.run(work)
 
-    def read(self, *selects: tuple[raw.RawSelect, dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    def read(self, *selects: tuple[raw.RawSelect, dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
         return raw.fetch(self.engine, *selects)
 
     def dispose(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 GENDERS = ("male", "female", "other", "unknown")
@@ -45,13 +45,15 @@ patients = Patient.__table__
 
 
 class PatientTotals(Base):
-    """One row of counts kept by database triggers, so unfiltered listings need no count."""
+    """One row kept by database triggers: counts, so unfiltered listings need no count, and a
+    revision that changes with every change to any patient."""
 
     __tablename__ = "patient_totals"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     active: Mapped[int] = mapped_column(Integer)
     deleted: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(BigInteger)
 
 
 patient_totals = PatientTotals.__table__

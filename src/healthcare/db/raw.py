@@ -15,7 +15,6 @@ from sqlalchemy import Engine, Select
 class RawSelect:
     def __init__(self, statement: Select) -> None:
         self.statement = statement
-        self.names = [column.key for column in statement.selected_columns]
         self._compiled: dict[str, _Compiled] = {}
 
     def _for(self, engine: Engine) -> _Compiled:
@@ -41,16 +40,18 @@ class _Compiled(NamedTuple):
     literals: dict[str, Any]  # values SQLAlchemy bound itself, e.g. the text search config
 
 
-def fetch(engine: Engine, *selects: tuple[RawSelect, dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Run each (statement, parameters) on one pooled connection; rows come back as dicts."""
+def fetch(
+    engine: Engine, *selects: tuple[RawSelect, dict[str, Any]]
+) -> list[list[tuple[Any, ...]]]:
+    """Run each (statement, parameters) on one pooled connection; rows come back as tuples in
+    the order of the statement's columns."""
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
         results = []
         for select, params in selects:
             cursor.execute(*select.arguments(engine, params))
-            names = select.names
-            results.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
+            results.append(cursor.fetchall())
         cursor.close()
     finally:
         connection.close()

@@ -41,6 +41,9 @@ by_id = RawSelect(select(*PUBLIC_COLUMNS).where(patients.c.id == bindparam("pati
 with_deleted_by_id = select(*DELETED_COLUMNS).where(patients.c.id == bindparam("patient_id"))
 
 
+revision = RawSelect(select(patient_totals.c.revision))
+
+
 @dataclass(frozen=True)
 class Listing:
     page: RawSelect

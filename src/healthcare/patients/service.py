@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -10,12 +10,14 @@ from sqlalchemy import Connection, delete, insert, update
 
 from healthcare.db.database import Database
 from healthcare.db.models import patients
+from healthcare.db.revision_cache import MISSING
 from healthcare.errors import Conflict, NotFound, VersionMismatch
 from healthcare.patients import queries
 from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery, age_on
 from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
+FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
 INSERT = insert(patients)
 
 
@@ -32,33 +34,39 @@ def rfc3339(moment: datetime | str) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
-def _as_date(value: date | str | None) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else value
+def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
+    """A stored row (the columns of ``FIELDS``, in order) as the API shows it.
 
-
-def to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row as the API shows it; age follows the birth date as time passes.
-
-    Rows from the raw read path carry SQLite's text for dates; Core rows carry objects."""
-    born = _as_date(row["date_of_birth"])
+    The age follows the birth date as time passes. Rows from the raw read path carry SQLite's
+    text for dates and times, rows built in Python carry objects; both serialise the same."""
+    pid, name, age, disease, gender, born, phone, email, notes, created, updated, version = row[:12]
+    if born is not None:
+        if isinstance(born, str):
+            born = date.fromisoformat(born)
+        age = age_on(born, today or utc_now().date())
+        born = born.isoformat()
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "age": row["age"] if born is None else age_on(born, utc_now().date()),
-        "disease": row["disease"],
-        "gender": row["gender"],
-        "date_of_birth": None if born is None else born.isoformat(),
-        "phone": row["phone"],
-        "email": row["email"],
-        "notes": row["notes"],
-        "created_at": rfc3339(row["created_at"]),
-        "updated_at": rfc3339(row["updated_at"]),
-        "version": row["version"],
+        "id": pid,
+        "name": name,
+        "age": age,
+        "disease": disease,
+        "gender": gender,
+        "date_of_birth": born,
+        "phone": phone,
+        "email": email,
+        "notes": notes,
+        "created_at": rfc3339(created),
+        "updated_at": rfc3339(updated),
+        "version": version,
     }
 
 
-def deleted_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**to_api(row), "deleted_at": rfc3339(row["deleted_at"])}
+def deleted_to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
+    return {**to_api(row, today), "deleted_at": rfc3339(row[len(FIELDS)])}
+
+
+def as_row(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(values[name] for name in FIELDS)
 
 
 def _stored_values(data: PatientIn) -> dict[str, Any]:
@@ -105,12 +113,23 @@ def _page(
     listing: queries.Listing,
     params: dict[str, Any],
     query: PageQuery,
-    serialize: Callable[[Mapping[str, Any]], dict[str, Any]] = to_api,
+    serialize: Callable[[Sequence[Any], date], dict[str, Any]] = to_api,
 ) -> dict[str, Any]:
-    rows, totals = db.read((listing.page, params), (listing.total, params))
-    total = next(iter(totals[0].values()))
-    items = [serialize(row) for row in rows]
-    return {"items": items, "total": total, "limit": query.limit, "offset": query.offset}
+    """A page and its total, from memory while no patient has changed since it was read."""
+    today = utc_now().date()
+    key = (listing, tuple(sorted(params.items())), today)
+    [[(revision,)]] = db.read((queries.revision, {}))
+    page = db.pages.get(key, revision)
+    if page is MISSING:
+        rows, totals = db.read((listing.page, params), (listing.total, params))
+        page = {
+            "items": [serialize(row, today) for row in rows],
+            "total": totals[0][0],
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+        db.pages.put(key, revision, page)
+    return page
 
 
 def create_patient(db: Database, data: PatientIn) -> dict[str, Any]:
@@ -120,7 +139,7 @@ def create_patient(db: Database, data: PatientIn) -> dict[str, Any]:
         now = utc_now()
         stored = {**values, "created_at": now, "updated_at": now, "version": 1}
         patient_id = conn.execute(INSERT, stored).inserted_primary_key[0]
-        return to_api({**stored, "id": patient_id})
+        return to_api(as_row({**stored, "id": patient_id}))
 
     return db.write(create)
 
@@ -149,7 +168,7 @@ def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
 def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[str, Any]:
     values = _stored_values(data)
     if all(current[name] == values[name] for name in WRITABLE):
-        return to_api(current)
+        return to_api(as_row(current))
     values.update(updated_at=utc_now(), version=current["version"] + 1)
     result = conn.execute(
         update(patients)
@@ -158,7 +177,7 @@ def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[st
     )
     if result.rowcount != 1:
         raise VersionMismatch("The patient changed while it was being saved; reload it.", None)
-    return to_api({**current, **values})
+    return to_api(as_row({**current, **values}))
 
 
 def replace_patient(
@@ -204,7 +223,7 @@ def restore_patient(db: Database, patient_id: int) -> dict[str, Any]:
             raise Conflict(f"Patient {patient_id} is not deleted.")
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
-        return to_api({**current, **values})
+        return to_api(as_row({**current, **values}))
 
     return db.write(restore)
 

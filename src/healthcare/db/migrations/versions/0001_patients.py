@@ -29,23 +29,26 @@ SQLITE_TRIGGERS = [
     "CREATE TRIGGER patients_fts_reindex AFTER UPDATE OF name_search, deleted_at ON patients "
     "WHEN new.deleted_at IS NULL BEGIN "
     "INSERT INTO patients_fts(rowid, name_search) VALUES (new.id, new.name_search); END",
-    # Totals kept by the database itself, so an unfiltered page needs no count over the table.
+    # Totals and a revision kept by the database itself, in the writing transaction: an
+    # unfiltered page needs no count, and a cached page is valid while the revision stands.
     "CREATE TRIGGER patient_totals_insert AFTER INSERT ON patients BEGIN "
     "UPDATE patient_totals SET active = active + (new.deleted_at IS NULL), "
-    "deleted = deleted + (new.deleted_at IS NOT NULL); END",
+    "deleted = deleted + (new.deleted_at IS NOT NULL), revision = revision + 1; END",
     "CREATE TRIGGER patient_totals_delete AFTER DELETE ON patients BEGIN "
     "UPDATE patient_totals SET active = active - (old.deleted_at IS NULL), "
-    "deleted = deleted - (old.deleted_at IS NOT NULL); END",
-    "CREATE TRIGGER patient_totals_update AFTER UPDATE OF deleted_at ON patients BEGIN "
+    "deleted = deleted - (old.deleted_at IS NOT NULL), revision = revision + 1; END",
+    "CREATE TRIGGER patient_totals_update AFTER UPDATE ON patients BEGIN "
     "UPDATE patient_totals SET "
     "active = active - (old.deleted_at IS NULL) + (new.deleted_at IS NULL), "
-    "deleted = deleted - (old.deleted_at IS NOT NULL) + (new.deleted_at IS NOT NULL); END",
+    "deleted = deleted - (old.deleted_at IS NOT NULL) + (new.deleted_at IS NOT NULL), "
+    "revision = revision + 1; END",
 ]
 POSTGRES_TRIGGERS = [
     "CREATE INDEX ix_patients_name_search ON patients "
     "USING gin (to_tsvector('simple', name_search)) WHERE deleted_at IS NULL",
     """CREATE FUNCTION patient_totals_track() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
+        UPDATE patient_totals SET revision = revision + 1;
         IF TG_OP IN ('UPDATE', 'DELETE') THEN
             UPDATE patient_totals SET active = active - (OLD.deleted_at IS NULL)::int,
                 deleted = deleted - (OLD.deleted_at IS NOT NULL)::int;
@@ -56,7 +59,7 @@ POSTGRES_TRIGGERS = [
         END IF;
         RETURN NULL;
     END $$""",
-    "CREATE TRIGGER patient_totals_track AFTER INSERT OR DELETE OR UPDATE OF deleted_at "
+    "CREATE TRIGGER patient_totals_track AFTER INSERT OR DELETE OR UPDATE "
     "ON patients FOR EACH ROW EXECUTE FUNCTION patient_totals_track()",
 ]
 
@@ -109,8 +112,9 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, sa.CheckConstraint("id = 1"), primary_key=True),
         sa.Column("active", sa.Integer, nullable=False),
         sa.Column("deleted", sa.Integer, nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
     )
-    op.bulk_insert(totals, [{"id": 1, "active": 0, "deleted": 0}])
+    op.bulk_insert(totals, [{"id": 1, "active": 0, "deleted": 0, "revision": 0}])
     sqlite = op.get_bind().dialect.name == "sqlite"
     for statement in SQLITE_TRIGGERS if sqlite else POSTGRES_TRIGGERS:
         op.execute(statement)
