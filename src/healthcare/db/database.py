@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine
 
 from healthcare.db import raw
 from healthcare.db.engine import create_db_engine
-from healthcare.db.group_commit import GroupCommit
+from healthcare.db.group_commit import GroupCommit, ProcessLock
 from healthcare.db.revision_cache import RevisionCache
 
 T = TypeVar("T")
@@ -20,7 +20,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._writer = GroupCommit(engine)
+        self._writer = GroupCommit(engine, process_lock=_sqlite_process_lock(engine))
         self.pages = RevisionCache()
 
     @classmethod
@@ -36,6 +36,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_process_lock(engine: Engine) -> ProcessLock | None:
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+    return ProcessLock(f"{path}.write-lock")
 
 
 def current_database() -> Database:
