@@ -4,7 +4,8 @@ With ``synchronous=FULL`` every SQLite commit waits for the disk, and writers qu
 one another for the write lock. Here each process has one writer thread that takes every
 write unit waiting, runs each in its own SAVEPOINT inside a single transaction, and commits
 once. A unit that fails is rolled back alone and its caller gets the exception; a caller
-returns only after the commit that holds its unit, so an acknowledged write is durable."""
+returns only after the commit that holds its unit, so an acknowledged write is durable.
+A unit may run more than once (see ``_commit``): it must only touch the database."""
 
 from __future__ import annotations
 
@@ -104,26 +105,19 @@ class GroupCommit:
             self._commit(batch)
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
+        """Commit the batch as one transaction. If any unit fails, nothing of the batch is
+        kept and each unit runs again in a transaction of its own, so a failure (a version
+        conflict, say) reaches its own caller alone. Failures are rare; savepoints around
+        every unit would cost more than these retries."""
         try:
             with self.process_lock, write_transaction(self.engine) as conn:
-                if len(batch) == 1:
-                    batch[0].result = batch[0].work(conn)
-                else:
-                    for unit in batch:
-                        _run_in_savepoint(conn, unit)
-        except BaseException as exc:
-            for unit in batch:
-                if unit.error is None:
-                    unit.error = exc
-                    unit.result = None
-        finally:
-            for unit in batch:
-                unit.done.set()
-
-
-def _run_in_savepoint(conn: Connection, unit: _Unit[Any]) -> None:
-    try:
-        with conn.begin_nested():
-            unit.result = unit.work(conn)
-    except Exception as exc:
-        unit.error = exc
+                for unit in batch:
+                    unit.result = unit.work(conn)
+        except Exception as exc:
+            if len(batch) > 1:
+                for unit in batch:
+                    self._commit([unit])
+                return
+            batch[0].result, batch[0].error = None, exc
+        for unit in batch:
+            unit.done.set()
