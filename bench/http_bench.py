@@ -152,14 +152,31 @@ def start_baseline(database: Path, port: int, log_dir: Path) -> subprocess.Popen
     return process
 
 
-def measure(url: str, scripts: dict[str, Path], connections: list[int], duration: int, repeat: int):
-    results: dict[tuple[str, int], Result] = {}
+def measure(
+    servers: dict[str, str],
+    scripts: dict[str, Path],
+    connections: list[int],
+    duration: int,
+    repeat: int,
+) -> dict[str, dict[tuple[str, int], Result]]:
+    """Every figure for every server, interleaved (ours, baseline, ours, ...) so that drift in
+    the machine's speed hits both alike; the median of ``repeat`` runs is kept."""
+    runs: dict[str, dict[tuple[str, int], list[Result]]] = {name: {} for name in servers}
     for kind, script in scripts.items():
         for conns in connections:
-            runs = [run_wrk(url, script, conns, duration) for _ in range(repeat)]
-            runs.sort(key=lambda r: r.requests_per_second)
-            results[(kind, conns)] = runs[len(runs) // 2]
-    return results
+            for _ in range(repeat):
+                for name, url in servers.items():
+                    if kind == "search" and name == "baseline":
+                        continue
+                    result = run_wrk(url, script, conns, duration)
+                    runs[name].setdefault((kind, conns), []).append(result)
+    return {
+        name: {
+            key: sorted(results, key=lambda r: r.requests_per_second)[len(results) // 2]
+            for key, results in figures.items()
+        }
+        for name, figures in runs.items()
+    }
 
 
 def print_table(ours: dict, baseline: dict) -> None:
@@ -205,7 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--search-rows", type=int, default=1_000_000, help="0 to skip")
     args = parser.parse_args()
@@ -219,28 +236,20 @@ def main() -> None:
         scripts = {
             kind: lua_script(work, kind, args.rows) for kind in ["get", "list", "search", "post"]
         }
-        base_scripts = {k: v for k, v in scripts.items() if k != "search"}
 
-        port = free_port()
-        service_process = start_service(data_dir, port, {})
+        ours_port, baseline_port = free_port(), free_port()
+        service_process = start_service(data_dir, ours_port, {})
+        baseline_process = start_baseline(work / "baseline.db", baseline_port, work)
+        servers = {
+            "ours": f"http://127.0.0.1:{ours_port}",
+            "baseline": f"http://127.0.0.1:{baseline_port}",
+        }
         try:
-            ours = measure(
-                f"http://127.0.0.1:{port}", scripts, args.connections, args.duration, args.repeat
-            )
+            figures = measure(servers, scripts, args.connections, args.duration, args.repeat)
         finally:
             stop(service_process)
-        port = free_port()
-        baseline_process = start_baseline(work / "baseline.db", port, work)
-        try:
-            baseline = measure(
-                f"http://127.0.0.1:{port}",
-                base_scripts,
-                args.connections,
-                args.duration,
-                args.repeat,
-            )
-        finally:
             stop(baseline_process)
+        ours, baseline = figures["ours"], figures["baseline"]
         print_table(ours, baseline)
         if args.search_rows:
             search_dir = work / "search"
