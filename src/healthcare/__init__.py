@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import Response
 from flask_openapi3 import Info, OpenAPI
 
 from healthcare import api, observability
@@ -11,7 +10,6 @@ from healthcare.config import Settings, load_settings
 from healthcare.db.database import Database
 
 __version__ = "0.1.0"
-JSON_TYPES = {"application/json", "application/problem+json"}
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -42,12 +40,4 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     observability.init_app(app)
     api.init_app(app)
-    app.after_request(_no_store_for_data)
     return app
-
-
-def _no_store_for_data(response: Response) -> Response:
-    # API answers carry patient data: no browser or proxy may keep a copy.
-    if response.mimetype in JSON_TYPES:
-        response.headers["Cache-Control"] = "no-store"
-    return response
