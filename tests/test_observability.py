@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from flask.testing import FlaskClient
+
+from healthcare.observability import BufferedStreamHandler
 
 from tests.conftest import new_patient
 
@@ -44,3 +48,22 @@ def test_no_patient_data_in_any_log_line(
     text = repr(lines).lower()
     for secret in [SECRET_NAME, "philippa", SECRET_DISEASE]:
         assert secret.lower() not in text
+
+
+def test_buffered_log_lines_reach_the_stream_on_flush_and_errors_at_once() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=60)
+    logger = logging.getLogger("healthcare.test-buffer")
+    logger.addHandler(handler)
+    try:
+        logger.warning("first")
+        assert stream.getvalue() == "first\n"
+        logger.error("second")
+        assert stream.getvalue().splitlines() == ["first", "second"]
+        logger.setLevel(logging.INFO)
+        logger.info("third")
+        assert "third" not in stream.getvalue()
+        handler.flush()
+        assert stream.getvalue().splitlines()[-1] == "third"
+    finally:
+        logger.removeHandler(handler)

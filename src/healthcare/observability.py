@@ -3,13 +3,16 @@ so a name typed into the search box never reaches the log."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import re
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, request
@@ -38,12 +41,56 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class BufferedStreamHandler(logging.Handler):
+    """Formats on the caller's thread but writes from a background thread every
+    ``interval`` seconds, one write for many lines: a write and flush per request, under the
+    handler's lock, made request threads queue behind each other. Warnings and errors are
+    written at once, and whatever is buffered is written at exit."""
+
+    def __init__(self, stream: IO[str], interval: float = 0.2) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self._lines: list[str] = []
+        self._pid = os.getpid()
+        atexit.register(self.flush)
+        self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        def flush_forever() -> None:
+            while True:
+                time.sleep(self.interval)
+                self.flush()
+
+        threading.Thread(target=flush_forever, name="log-flusher", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if self._pid != os.getpid():  # a forked worker inherits no threads
+            self._pid = os.getpid()
+            self._start_flusher()
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+
 def configure_logging(level: str) -> None:
     root = logging.getLogger("healthcare")
-    if not any(getattr(h, "healthcare_json", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, BufferedStreamHandler) for h in root.handlers):
+        handler = BufferedStreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
-        handler.healthcare_json = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
