@@ -227,6 +227,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--search-rows", type=int, default=1_000_000, help="0 to skip")
+    parser.add_argument(
+        "--endpoints", nargs="+", default=["get", "list", "search", "post"],
+        choices=["get", "list", "search", "post"],
+    )  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="healthcare-bench-") as tmp:

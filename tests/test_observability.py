@@ -10,7 +10,6 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from healthcare.observability import BufferedStreamHandler
-
 from tests.conftest import new_patient
 
 SECRET_NAME = "Philippa Quarrington"
