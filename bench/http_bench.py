@@ -133,8 +133,7 @@ def start_service(data_dir: Path, port: int, env: dict[str, str]) -> subprocess.
     process = start(
         [str(BIN / "healthcare"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         {"HEALTHCARE_DATA_DIR": str(data_dir), "HEALTHCARE_ENV": "production",
-         "HEALTHCARE_SECRET_KEY": "bench-" + "x" * 40, "HEALTHCARE_LOG_LEVEL": "INFO",
-         "WEB_CONCURRENCY": "2", **env},
+         "HEALTHCARE_SECRET_KEY": "bench-" + "x" * 40, "HEALTHCARE_LOG_LEVEL": "INFO", **env},
         data_dir / "service.log",
     )  # fmt: skip
     wait_ready(f"http://127.0.0.1:{port}/readyz")
@@ -227,6 +226,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--search-rows", type=int, default=1_000_000, help="0 to skip")
+    parser.add_argument("--workers", type=int, help="override WEB_CONCURRENCY for our server")
+    parser.add_argument("--threads", type=int, help="override HEALTHCARE_BLOCKING_THREADS")
     parser.add_argument(
         "--endpoints", nargs="+", default=["get", "list", "search", "post"],
         choices=["get", "list", "search", "post"],
@@ -239,12 +240,16 @@ def main() -> None:
         print(f"seeding {args.rows:,} patients ...", flush=True)
         seed_service(data_dir, args.rows)
         make_baseline_database(data_dir / "healthcare.db", work / "baseline.db")
-        scripts = {
-            kind: lua_script(work, kind, args.rows) for kind in ["get", "list", "search", "post"]
-        }
+        scripts = {kind: lua_script(work, kind, args.rows) for kind in args.endpoints}
 
         ours_port, baseline_port = free_port(), free_port()
-        service_process = start_service(data_dir, ours_port, {})
+        server_env = {
+            name: str(value)
+            for name, value in [("WEB_CONCURRENCY", args.workers),
+                                ("HEALTHCARE_BLOCKING_THREADS", args.threads)]
+            if value is not None
+        }  # fmt: skip
+        service_process = start_service(data_dir, ours_port, server_env)
         baseline_process = start_baseline(work / "baseline.db", baseline_port, work)
         servers = {
             "ours": f"http://127.0.0.1:{ours_port}",

@@ -10,7 +10,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -110,7 +109,7 @@ class RequestMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         environ[REQUEST_ID_KEY] = request_id
         started = time.perf_counter()
         status = ["500"]
