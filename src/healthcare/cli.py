@@ -67,7 +67,6 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
         interface=Interfaces.WSGI,
         workers=workers or settings.web_concurrency,
         blocking_threads=settings.blocking_threads,
-        backpressure=settings.blocking_threads * 4,
         respawn_failed_workers=True,
         workers_kill_timeout=30,
         log_access=False,
