@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 REQUEST_ID_KEY = "healthcare.request_id"
+BUFFER_LIMIT = 256 * 1024
 access_log = logging.getLogger("healthcare.access")
 
 
@@ -102,7 +103,11 @@ def current_request_id() -> str:
 class RequestMiddleware:
     """Around every request, before Flask: the request id (echoed or made), `Cache-Control:
     no-store` on anything that does not set its own caching (answers carry patient data), and
-    the access log line. As WSGI middleware it costs a fraction of Flask's request hooks."""
+    the access log line. As WSGI middleware it costs a fraction of Flask's request hooks.
+
+    It also hands small bodies to the server as one bytes object in a list: granian sends a
+    list in one call, but walks any other iterable chunk by chunk across the Python/Rust
+    boundary, which cost a fifth of a simple request. Large bodies (files) still stream."""
 
     def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
@@ -112,20 +117,31 @@ class RequestMiddleware:
         request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         environ[REQUEST_ID_KEY] = request_id
         started = time.perf_counter()
-        status = ["500"]
+        status, small = ["500"], [False]
 
         def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status[0] = code
             headers.append(("X-Request-ID", request_id))
-            if not any(name.lower() == "cache-control" for name, _ in headers):
+            names = {name.lower(): value for name, value in headers}
+            if "cache-control" not in names:
                 headers.append(("Cache-Control", "no-store"))
+            small[0] = int(names.get("content-length") or BUFFER_LIMIT + 1) <= BUFFER_LIMIT
             return start_response(code, headers, exc_info)
 
         try:
-            return self.wsgi_app(environ, start)
+            body = self.wsgi_app(environ, start)
+            return _as_one_chunk(body) if small[0] else body
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 _log_request(environ, request_id, int(status[0][:3]), started)
+
+
+def _as_one_chunk(body: Iterable[bytes]) -> list[bytes]:
+    try:
+        return [b"".join(body)]
+    finally:
+        if hasattr(body, "close"):
+            body.close()
 
 
 def _log_request(environ: WSGIEnvironment, request_id: str, status: int, started: float) -> None:
