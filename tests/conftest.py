@@ -23,7 +23,7 @@ from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import Base
-from healthcare.observability import JsonFormatter
+from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 POSTGRES_ENV = "HEALTHCARE_TEST_POSTGRES_URL"
@@ -121,11 +121,16 @@ def client(app: OpenAPI) -> FlaskClient:
 def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Everything the service logs during the test, parsed from its JSON lines."""
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+    handler = BufferedStreamHandler(stream, interval=3600)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("healthcare")
     logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def lines() -> list[dict[str, Any]]:
+        handler.flush()
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield lines
     logger.removeHandler(handler)
 
 

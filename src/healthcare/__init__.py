@@ -19,7 +19,9 @@ class LazyCookieSessionInterface(SecureCookieSessionInterface):
     carry none, and making the signer was a measurable share of every API request."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not request.cookies.get(self.get_cookie_name(app)):
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(
+            self.get_cookie_name(app)
+        ):
             return self.session_class()
         return super().open_session(app, request)
 

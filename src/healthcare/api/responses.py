@@ -15,9 +15,7 @@ PROBLEM_RESPONSES: dict[int, type[Problem]] = dict.fromkeys(
 
 
 def json_response(body: Any, status: int = 200, **headers: str) -> Response:
-    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    response.headers.update(headers)
-    return response
+    return Response(orjson.dumps(body), status, headers, mimetype="application/json")
 
 
 def expected_version() -> int | None:
