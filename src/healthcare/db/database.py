@@ -31,7 +31,9 @@ class Database:
         """Run ``work`` in a write transaction; returns once it is durably committed."""
         return self._writer.run(work)
 
-    def read(self, *selects: tuple[raw.RawSelect, dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+    def read(
+        self, *selects: tuple[raw.RawStatement, dict[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
         return raw.fetch(self.engine, *selects)
 
     def dispose(self) -> None:

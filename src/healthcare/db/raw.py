@@ -1,19 +1,29 @@
-"""The hottest reads, run straight on the driver's cursor.
+"""The hottest statements, run straight on the driver's cursor.
 
 SQLAlchemy's execution path costs about 100 µs a statement here, more than the query itself;
-a patient by id or a page of patients cannot afford that on every request. The statements are
-still built with SQLAlchemy Core, compiled once per database dialect, and run with bound
-parameters only. Writes keep the full Core path and its transactions."""
+a patient by id, a page of patients or the insert of a new one cannot afford that on every
+request. The statements are still built with SQLAlchemy Core, compiled once per database
+dialect, and run with bound parameters, passed through the column types' own bind processors
+(so a datetime is stored exactly as SQLAlchemy stores it). Everything else uses Core."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Select
+from sqlalchemy import Connection, Engine
+from sqlalchemy.sql.expression import Executable
 
 
-class RawSelect:
-    def __init__(self, statement: Select) -> None:
+class _Compiled(NamedTuple):
+    sql: str
+    order: tuple[str, ...] | None
+    literals: dict[str, Any]  # values SQLAlchemy bound itself, e.g. the text search config
+    processors: dict[str, Callable[[Any], Any]]
+
+
+class RawStatement:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -23,25 +33,28 @@ class RawSelect:
             compiled = self.statement.compile(dialect=dialect)
             order = tuple(compiled.positiontup or ()) if dialect.positional else None
             literals = {k: v for k, v in compiled.params.items() if v is not None}
-            self._compiled[dialect.name] = _Compiled(str(compiled), order, literals)
+            processors = {
+                name: processor
+                for name, bind in compiled.binds.items()
+                if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+                is not None
+            }
+            self._compiled[dialect.name] = _Compiled(str(compiled), order, literals, processors)
         return self._compiled[dialect.name]
 
     def arguments(self, engine: Engine, params: dict[str, Any]) -> tuple[str, Any]:
         compiled = self._for(engine)
-        values = {**compiled.literals, **params} if compiled.literals else params
+        values = {**compiled.literals, **params} if compiled.literals else dict(params)
+        for name, processor in compiled.processors.items():
+            if name in values:
+                values[name] = processor(values[name])
         if compiled.order is None:
             return compiled.sql, values
         return compiled.sql, tuple(values[name] for name in compiled.order)
 
 
-class _Compiled(NamedTuple):
-    sql: str
-    order: tuple[str, ...] | None
-    literals: dict[str, Any]  # values SQLAlchemy bound itself, e.g. the text search config
-
-
 def fetch(
-    engine: Engine, *selects: tuple[RawSelect, dict[str, Any]]
+    engine: Engine, *statements: tuple[RawStatement, dict[str, Any]]
 ) -> list[list[tuple[Any, ...]]]:
     """Run each (statement, parameters) on one pooled connection; rows come back as tuples in
     the order of the statement's columns."""
@@ -49,10 +62,20 @@ def fetch(
     try:
         cursor = connection.cursor()
         results = []
-        for select, params in selects:
-            cursor.execute(*select.arguments(engine, params))
+        for statement, params in statements:
+            cursor.execute(*statement.arguments(engine, params))
             results.append(cursor.fetchall())
         cursor.close()
     finally:
         connection.close()
     return results
+
+
+def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
+    """Run a statement inside ``conn``'s open transaction; the first row it returns."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(*statement.arguments(conn.engine, params))
+        return cursor.fetchone()
+    finally:
+        cursor.close()

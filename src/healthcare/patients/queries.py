@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 from healthcare.db.models import patient_totals, patients
-from healthcare.db.raw import RawSelect
+from healthcare.db.raw import RawStatement
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import search_words
 
@@ -37,17 +37,19 @@ patients_fts = table("patients_fts", column("rowid"))
 active = patients.c.deleted_at.is_(None)
 deleted = patients.c.deleted_at.is_not(None)
 
-by_id = RawSelect(select(*PUBLIC_COLUMNS).where(patients.c.id == bindparam("patient_id"), active))
+by_id = RawStatement(
+    select(*PUBLIC_COLUMNS).where(patients.c.id == bindparam("patient_id"), active)
+)
 with_deleted_by_id = select(*DELETED_COLUMNS).where(patients.c.id == bindparam("patient_id"))
 
 
-revision = RawSelect(select(patient_totals.c.revision))
+revision = RawStatement(select(patient_totals.c.revision))
 
 
 @dataclass(frozen=True)
 class Listing:
-    page: RawSelect
-    total: RawSelect
+    page: RawStatement
+    total: RawStatement
 
 
 def _sorted(statement: Select, sort: str, id_column: ColumnElement) -> Select:
@@ -77,7 +79,7 @@ def _listing(dialect: str, sort: str, search: bool, disease: bool, gender: bool)
     page = _sorted(select(*PUBLIC_COLUMNS).where(*conditions), sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
     return Listing(
-        RawSelect(page), RawSelect(total if filters else select(patient_totals.c.active))
+        RawStatement(page), RawStatement(total if filters else select(patient_totals.c.active))
     )
 
 
@@ -93,7 +95,7 @@ def _sqlite_search_listing(sort: str, filters: list[ColumnElement[bool]]) -> Lis
         total = select(func.count()).select_from(source).where(*conditions)
     else:
         total = select(func.count()).select_from(patients_fts).where(match)
-    return Listing(RawSelect(page), RawSelect(total))
+    return Listing(RawStatement(page), RawStatement(total))
 
 
 def search_expression(words: list[str], dialect: str) -> str:
@@ -119,14 +121,14 @@ def patient_listing(query: PatientQuery, dialect: str) -> tuple[Listing, dict[st
 
 
 deleted_listing = Listing(
-    RawSelect(
+    RawStatement(
         select(*DELETED_COLUMNS)
         .where(deleted)
         .order_by(patients.c.deleted_at.desc(), patients.c.id.desc())
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     ),
-    RawSelect(select(patient_totals.c.deleted)),
+    RawStatement(select(patient_totals.c.deleted)),
 )
 
 

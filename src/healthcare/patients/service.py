@@ -6,10 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from healthcare.db.database import Database
 from healthcare.db.models import patients
+from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
 from healthcare.errors import Conflict, NotFound, VersionMismatch
 from healthcare.patients import queries
@@ -18,7 +19,17 @@ from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
-INSERT = insert(patients)
+INSERT = RawStatement(
+    insert(patients)
+    .values(
+        {
+            column.key: bindparam(column.key, type_=column.type)
+            for column in patients.c
+            if column.key not in {"id", "deleted_at"}
+        }
+    )
+    .returning(patients.c.id)
+)
 
 
 def utc_now() -> datetime:
@@ -138,7 +149,7 @@ def create_patient(db: Database, data: PatientIn) -> dict[str, Any]:
     def create(conn: Connection) -> dict[str, Any]:
         now = utc_now()
         stored = {**values, "created_at": now, "updated_at": now, "version": 1}
-        patient_id = conn.execute(INSERT, stored).inserted_primary_key[0]
+        (patient_id,) = fetch_one_in(conn, INSERT, stored)
         return to_api(as_row({**stored, "id": patient_id}))
 
     return db.write(create)
