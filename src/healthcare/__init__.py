@@ -29,7 +29,7 @@ class LazyCookieSessionInterface(SecureCookieSessionInterface):
 def create_app(settings: Settings | None = None) -> OpenAPI:
     """The application factory: settings from the environment unless given."""
     settings = settings or load_settings()
-    observability.configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, to_stdout=settings.env != "testing")
     app = OpenAPI(
         __name__,
         info=Info(

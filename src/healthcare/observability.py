@@ -91,8 +91,9 @@ class BufferedStreamHandler(logging.Handler):
             self.stream.flush()
 
 
-def configure_logging(level: str) -> None:
-    if not any(isinstance(h, BufferedStreamHandler) for h in service_log.handlers):
+def configure_logging(level: str, *, to_stdout: bool = True) -> None:
+    """JSON lines on stdout at ``level``; tests attach handlers of their own instead."""
+    if to_stdout and not any(isinstance(h, BufferedStreamHandler) for h in service_log.handlers):
         handler = BufferedStreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         service_log.addHandler(handler)

@@ -191,26 +191,30 @@ def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[st
     return to_api(as_row({**current, **values}))
 
 
+def _update(
+    db: Database,
+    patient_id: int,
+    expected_version: int | None,
+    new_data: Callable[[dict[str, Any]], PatientIn],
+) -> dict[str, Any]:
+    def update_patient(conn: Connection) -> dict[str, Any]:
+        current = _load(conn, patient_id)
+        _check_version(current, expected_version)
+        return _save(conn, current, new_data(current))
+
+    return db.write(update_patient)
+
+
 def replace_patient(
     db: Database, patient_id: int, data: PatientIn, expected_version: int | None = None
 ) -> dict[str, Any]:
-    def replace(conn: Connection) -> dict[str, Any]:
-        current = _load(conn, patient_id)
-        _check_version(current, expected_version)
-        return _save(conn, current, data)
-
-    return db.write(replace)
+    return _update(db, patient_id, expected_version, lambda _current: data)
 
 
 def patch_patient(
     db: Database, patient_id: int, patch: PatientPatch, expected_version: int | None = None
 ) -> dict[str, Any]:
-    def apply_patch(conn: Connection) -> dict[str, Any]:
-        current = _load(conn, patient_id)
-        _check_version(current, expected_version)
-        return _save(conn, current, merge_patch(current, patch))
-
-    return db.write(apply_patch)
+    return _update(db, patient_id, expected_version, lambda current: merge_patch(current, patch))
 
 
 def delete_patient(db: Database, patient_id: int, expected_version: int | None = None) -> None:
