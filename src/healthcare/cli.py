@@ -6,12 +6,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
 
 from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
+from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
 
@@ -23,7 +25,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, ServiceError) as exc:
+        except (ConfigError, ServiceError, BackupError) as exc:
             click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
             sys.exit(2)
 
@@ -109,6 +111,37 @@ def seed(count: int, random_seed: int | None) -> None:
         migrate.upgrade(db.engine)
         written = insert_synthetic(db.engine, count, random_seed=random_seed)
     click.echo(f"inserted {written} patients")
+
+
+@main.command("backup")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--keep", type=click.IntRange(min=1), default=7, show_default=True,
+              help="How many backups to keep in the folder.")  # fmt: skip
+@_fail_cleanly
+def backup_command(folder: Path | None, keep: int) -> None:
+    """Write an online, checked backup [default folder: $HEALTHCARE_DATA_DIR/backups]."""
+    from healthcare.db import backup
+
+    settings = load_settings()
+    with _database(settings) as db:
+        written = backup.backup(db.engine, folder or settings.data_dir / "backups", keep)
+    click.echo(f"backup written: {written}")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_cleanly
+def restore_command(path: Path, yes: bool) -> None:
+    """Replace the database with a backup, after checking the backup."""
+    from healthcare.db import backup
+
+    with _database() as db:
+        backup.verify(db.engine, path)
+        if not yes:
+            click.confirm(f"Replace every record with the contents of {path}?", abort=True)
+        backup.restore(db.engine, path)
+    click.echo(f"restored from {path}")
 
 
 @main.group()
