@@ -66,6 +66,7 @@ def restore(engine: Engine, path: Path) -> None:
     The patients revision is moved past its value before the restore, so no server process
     can serve a page it cached from the timeline the restore discarded."""
     verify(engine, path)
+    migrate.upgrade(engine)  # a fresh database gets the schema, so its revision can be read
     revision = _revision(engine)
     if engine.dialect.name == "sqlite":
         _sqlite_restore(engine, path)

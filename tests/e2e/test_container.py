@@ -1,0 +1,214 @@
+"""The production image and compose deployment against a real Docker engine.
+
+Needs a reachable engine, Compose v2 and a base image (HEALTHCARE_TEST_BASE_IMAGE: the local
+stand-in that `./run test` builds with debootstrap, since no registry is reachable here).
+Skipped with that reason where they are missing, except in CI, where that is a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE_ENV = "HEALTHCARE_TEST_BASE_IMAGE"
+LAYER_BUDGET_BYTES = 60 * 1000 * 1000
+
+pytestmark = pytest.mark.slow
+
+
+def _missing(reason: str) -> None:
+    message = f"container tests skipped: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@dataclass
+class Deployment:
+    project: str
+    env_file: Path
+    url: str
+    image: str
+    base_image: str
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return _docker("compose", "--project-directory", str(ROOT), "-p", self.project,
+                       "--env-file", str(self.env_file), *args, check=check)  # fmt: skip
+
+    @property
+    def container(self) -> str:
+        return self.compose("ps", "-q", "app").stdout.strip()
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            container = self.container
+            if container:
+                state = json.loads(_docker("inspect", container).stdout)[0]["State"]
+                if state.get("Health", {}).get("Status") == "healthy":
+                    return
+            time.sleep(1)
+        logs = self.compose("logs", "app", check=False).stdout[-3000:]
+        raise AssertionError(f"app did not become healthy:\n{logs}")
+
+    def post(self, name: str) -> requests.Response:
+        return requests.post(f"{self.url}/patients", json={"name": name, "age": 33}, timeout=10)
+
+    def names(self) -> list[str]:
+        names: list[str] = []
+        while True:
+            page = requests.get(
+                f"{self.url}/patients", params={"limit": 500, "offset": len(names)}, timeout=10
+            ).json()
+            names += [p["name"] for p in page["items"]]
+            if len(names) >= page["total"] or not page["items"]:
+                return sorted(names)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    if not shutil.which("docker"):
+        _missing("no docker client")
+    if _docker("info", check=False, timeout=30).returncode != 0:
+        _missing("no Docker engine answers (start dockerd)")
+    if _docker("compose", "version", check=False).returncode != 0:
+        _missing("Docker Compose v2 is not installed")
+    base_image = os.environ.get(BASE_IMAGE_ENV)
+    if not base_image:
+        _missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
+    project = f"hctest{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env_file = tmp_path_factory.mktemp("compose") / ".env"
+    env_file.write_text(
+        f"HEALTHCARE_SECRET_KEY={uuid.uuid4().hex}{uuid.uuid4().hex}\n"
+        f"PYTHON_IMAGE={base_image}\nHEALTHCARE_PORT={port}\n"
+        f"HEALTHCARE_IMAGE_TAG={project}\n"
+    )
+    deployed = Deployment(project, env_file, f"http://127.0.0.1:{port}",
+                          f"healthcare:{project}", base_image)  # fmt: skip
+    deployed.compose("build")
+    deployed.compose("up", "-d")
+    try:
+        deployed.wait_healthy()
+        yield deployed
+    finally:
+        deployed.compose("down", "-v", "--remove-orphans", check=False)
+        _docker("image", "rm", "-f", deployed.image, check=False)
+
+
+def test_image_runs_as_non_root_within_its_size_budget(deployment: Deployment) -> None:
+    user = _docker("run", "--rm", "--entrypoint", "id", deployment.image).stdout
+    assert "uid=10001" in user
+    inspect = json.loads(_docker("image", "inspect", deployment.image).stdout)[0]
+    assert inspect["Config"]["User"] == "10001:10001"
+    base = json.loads(_docker("image", "inspect", deployment.base_image).stdout)[0]
+    added = inspect["Size"] - base["Size"]
+    print(f"\nimage layers added on top of the base: {added / 1e6:.1f} MB (budget 60 MB)")
+    assert added < LAYER_BUDGET_BYTES
+    assert not _docker("run", "--rm", "--entrypoint", "sh", deployment.image, "-c",
+                       "ls /opt/venv/bin/pip /build 2>/dev/null", check=False).stdout  # fmt: skip
+
+
+def test_crud_over_http(deployment: Deployment) -> None:
+    created = deployment.post("Container Crud")
+    assert created.status_code == 201
+    url = deployment.url + created.headers["Location"]
+    assert requests.patch(url, json={"age": 34}, timeout=10).json()["version"] == 2
+    assert requests.delete(url, timeout=10).status_code == 204
+    assert requests.post(f"{url}/restore", timeout=10).status_code == 200
+    assert requests.get(url, timeout=10).json()["age"] == 34
+
+
+def test_records_survive_restart_and_recreation(deployment: Deployment) -> None:
+    assert deployment.post("Survivor").status_code == 201
+    before = deployment.names()
+    deployment.compose("restart", "app")
+    deployment.wait_healthy()
+    assert deployment.names() == before
+    deployment.compose("down")
+    deployment.compose("up", "-d")
+    deployment.wait_healthy()
+    assert deployment.names() == before
+
+
+def test_a_killed_server_is_restarted_with_its_data(deployment: Deployment) -> None:
+    assert deployment.post("Before the crash").status_code == 201
+    before = deployment.names()
+    pid = json.loads(_docker("inspect", deployment.container).stdout)[0]["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(2)
+    deployment.wait_healthy()
+    assert deployment.names() == before
+
+
+def test_stop_during_a_write_burst_keeps_every_acknowledged_write(
+    deployment: Deployment,
+) -> None:
+    acknowledged: list[str] = []
+
+    def write(i: int) -> None:
+        try:
+            response = deployment.post(f"Burst {i}")
+        except requests.RequestException:
+            return
+        if response.status_code == 201:
+            acknowledged.append(response.json()["name"])
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(write, i) for i in range(300)]
+        futures[50].result()
+        deployment.compose("stop", "app")
+    assert acknowledged
+    deployment.compose("start", "app")
+    deployment.wait_healthy()
+    stored = set(deployment.names())
+    assert set(acknowledged) <= stored
+
+
+def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deployment) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        writes = [pool.submit(deployment.post, f"Backup burst {i}") for i in range(120)]
+        time.sleep(0.2)
+        made = deployment.compose("exec", "-T", "app", "healthcare", "backup", "/backups")
+        for write in writes:
+            write.result()
+    path = made.stdout.split("backup written: ")[1].strip()
+    fresh = f"{deployment.project}_fresh"
+    count = ("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+             "print(c.execute('select count(*), group_concat(name) from "
+             "(select name from patients order by id)').fetchone())")  # fmt: skip
+    volumes = ["-v", f"{fresh}:/data", "-v", f"{deployment.project}_backups:/backups"]
+    try:
+        _docker("run", "--rm", *volumes, "-e", "HEALTHCARE_SECRET_KEY=" + "k" * 40,
+                deployment.image, "restore", path, "--yes")  # fmt: skip
+        in_backup = _docker("run", "--rm", *volumes, "--entrypoint", "python3",
+                            deployment.image, "-c", count, path).stdout  # fmt: skip
+        restored = _docker("run", "--rm", *volumes, "--entrypoint", "python3",
+                           deployment.image, "-c", count, "/data/healthcare.db").stdout  # fmt: skip
+    finally:
+        _docker("volume", "rm", "-f", fresh, check=False)
+    assert restored == in_backup
+    assert int(restored.strip("()\n").split(",")[0]) > 0
