@@ -30,10 +30,11 @@ RUN /opt/venv/bin/pip install --no-compile -c requirements/constraints.txt . \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
 ARG VERSION=0.1.0
+ARG SOURCE_URL=https://example.invalid/healthcare
 LABEL org.opencontainers.image.title="healthcare" \
       org.opencontainers.image.description="Patient records for a clinic: JSON API over SQLite or PostgreSQL" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="https://example.invalid/healthcare" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="MIT"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -212,3 +212,45 @@ def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deploymen
         _docker("volume", "rm", "-f", fresh, check=False)
     assert restored == in_backup
     assert int(restored.strip("()\n").split(",")[0]) > 0
+
+
+def test_postgres_profile_migrates_once_and_serves(deployment: Deployment, tmp_path: Path) -> None:
+    """`--profile postgres`: a PostgreSQL service with its own volume (here a stand-in image
+    built from the same base, since the official one cannot be pulled), a one-shot
+    migration, and the app on top once both are done."""
+    pg_image = f"healthcare-postgres-standin:{deployment.project}"
+    build = subprocess.run(
+        ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={deployment.base_image}",
+         "-t", pg_image, str(ROOT / "tests" / "e2e" / "postgres_standin")],
+        capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
+    password = uuid.uuid4().hex
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        deployment.env_file.read_text()
+        + f"HEALTHCARE_PORT={port}\nPOSTGRES_IMAGE={pg_image}\nPOSTGRES_PASSWORD={password}\n"
+        f"HEALTHCARE_DATABASE_URL=postgresql+psycopg://healthcare:{password}"
+        "@postgres:5432/healthcare\n"
+    )
+    stack = Deployment(f"{deployment.project}pg", env_file, f"http://127.0.0.1:{port}",
+                       deployment.image, deployment.base_image)  # fmt: skip
+    try:
+        stack.compose("--profile", "postgres", "up", "-d")
+        stack.wait_healthy()
+        ready = requests.get(f"{stack.url}/readyz", timeout=10).json()
+        assert ready["database"] == "postgresql"
+        migrate = stack.compose("--profile", "postgres", "ps", "-a", "--format", "json",
+                                "migrate").stdout  # fmt: skip
+        assert '"ExitCode":0' in migrate.replace(" ", "")
+        created = stack.post("On PostgreSQL")
+        assert created.status_code == 201
+        assert stack.names() == ["On PostgreSQL"]
+        stack.compose("--profile", "postgres", "restart", "app")
+        stack.wait_healthy()
+        assert stack.names() == ["On PostgreSQL"]
+    finally:
+        stack.compose("--profile", "postgres", "down", "-v", check=False)
+        _docker("image", "rm", "-f", pg_image, check=False)
