@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,8 @@ def _database(settings: Settings | None = None) -> Iterator[Database]:
 @click.version_option(package_name="healthcare")
 def main() -> None:
     """Patient records for a clinic."""
+    # Databases, their WAL files and backups hold health data: readable by this user only.
+    os.umask(0o077)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -113,17 +114,24 @@ def _foreign_backup(engine: Engine, path: Path) -> None:
 
 
 def test_cli_backup_and_restore(
-    client: FlaskClient, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("HEALTHCARE_DATA_DIR", str(tmp_path))
     patient = new_patient(client, name="Via CLI")
     runner = CliRunner()
+    previous_umask = os.umask(0o022)
+    request.addfinalizer(lambda: os.umask(previous_umask))
     made = runner.invoke(main, ["backup"])
     assert made.exit_code == 0, made.output
     path = Path(made.output.split("backup written: ")[1].strip())
     assert path.parent == tmp_path / "backups"
+    assert path.stat().st_mode & 0o077 == 0, "a backup must be readable by its owner only"
     client.delete(f"/patients/{patient['id']}")
     refused = runner.invoke(main, ["restore", str(tmp_path / "nope.db"), "--yes"])
     assert refused.exit_code == 2
