@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -69,6 +71,30 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     pytest.fail(f"server did not become ready:\n{server.log()}")
+
+
+def write_burst_then(
+    base_url: str, interrupt: Callable[[], None], *, writes: int = 300, threads: int = 8
+) -> list[dict[str, Any]]:
+    """POST ``writes`` patients from ``threads`` threads, call ``interrupt`` (stop the server)
+    once a sixth of them have been answered, and return every patient acknowledged with 201."""
+    acknowledged: list[dict[str, Any]] = []
+
+    def write(i: int) -> None:
+        try:
+            response = requests.post(
+                f"{base_url}/patients", json={"name": f"Burst {i}", "age": 20}, timeout=10
+            )
+        except requests.RequestException:
+            return
+        if response.status_code == 201:
+            acknowledged.append(response.json())
+
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(write, i) for i in range(writes)]
+        futures[writes // 6].result()
+        interrupt()
+    return acknowledged
 
 
 @pytest.fixture(scope="session")

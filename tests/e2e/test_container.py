@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, write_burst_then
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE_ENV = "HEALTHCARE_TEST_BASE_IMAGE"
@@ -167,20 +167,10 @@ def test_a_killed_server_is_restarted_with_its_data(deployment: Deployment) -> N
 def test_stop_during_a_write_burst_keeps_every_acknowledged_write(
     deployment: Deployment,
 ) -> None:
-    acknowledged: list[str] = []
-
-    def write(i: int) -> None:
-        try:
-            response = deployment.post(f"Burst {i}")
-        except requests.RequestException:
-            return
-        if response.status_code == 201:
-            acknowledged.append(response.json()["name"])
-
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(write, i) for i in range(300)]
-        futures[50].result()
-        deployment.compose("stop", "app")
+    acknowledged = [
+        patient["name"]
+        for patient in write_burst_then(deployment.url, lambda: deployment.compose("stop", "app"))
+    ]
     assert acknowledged
     deployment.compose("start", "app")
     deployment.wait_healthy()

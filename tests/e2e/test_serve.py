@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, start_server, write_burst_then
 
 pytestmark = pytest.mark.slow
 
@@ -47,22 +46,14 @@ def test_sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one(
     database_url: str, tmp_path: Path
 ) -> None:
     server = start_server(database_url, tmp_path)
-    acknowledged: list[int] = []
-
-    def write(i: int) -> None:
-        try:
-            response = requests.post(
-                f"{server.url}/patients", json={"name": f"Burst {i}", "age": 20}, timeout=10
-            )
-        except requests.ConnectionError:
-            return
-        if response.status_code == 201:
-            acknowledged.append(response.json()["id"])
-
-    with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(write, i) for i in range(400)]
-        futures[100].result()
-        assert server.stop(signal.SIGTERM) == 0
+    stopped: list[int] = []
+    acknowledged = [
+        patient["id"]
+        for patient in write_burst_then(
+            server.url, lambda: stopped.append(server.stop(signal.SIGTERM)), threads=16
+        )
+    ]
+    assert stopped == [0]
     assert acknowledged
     restarted = start_server(database_url, tmp_path)
     try:
