@@ -1,0 +1,197 @@
+# Offline: every AWS resource and data source is mocked.
+mock_provider "aws" {
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
+  }
+  mock_resource "aws_ssm_parameter" {
+    defaults = { arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/healthcare/secret-key" }
+  }
+  mock_resource "aws_ebs_volume" {
+    defaults = { id = "vol-0123456789abcdef0" }
+  }
+  mock_resource "aws_instance" {
+    defaults = { id = "i-0123456789abcdef0", public_ip = "192.0.2.10" }
+  }
+  override_data {
+    target = data.aws_ssm_parameter.al2023_ami
+    values = { value = "ami-0123456789abcdef0" }
+  }
+  override_data {
+    target = data.aws_subnets.default
+    values = { ids = ["subnet-0aaa", "subnet-0bbb"] }
+  }
+  override_data {
+    target = data.aws_subnet.chosen
+    values = { id = "subnet-0aaa", availability_zone = "eu-west-1a" }
+  }
+  override_data {
+    target = data.aws_secretsmanager_random_password.secret_key
+    values = { random_password = "MOCKSECRETVALUEdonotuse0123456789abcdefMOCKSECRETVALUEdonotuse01" }
+  }
+  override_data {
+    target = data.aws_iam_policy_document.ec2_assume
+    values = { json = "{}" }
+  }
+  override_data {
+    target = data.aws_iam_policy_document.dlm_assume
+    values = { json = "{}" }
+  }
+  override_data {
+    target = data.aws_iam_policy_document.read_secret
+    values = { json = "{}" }
+  }
+}
+
+variables {
+  allowed_cidrs  = ["203.0.113.0/24"]
+  repository_url = "https://git.example.org/clinic/healthcare.git"
+}
+
+run "defaults_are_secure" {
+  # apply (against the mocks) so that user data, which names the data volume, is known
+  command = apply
+
+  assert {
+    condition     = aws_instance.service.metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 must be required"
+  }
+  assert {
+    condition     = aws_instance.service.root_block_device[0].encrypted
+    error_message = "the root volume must be encrypted"
+  }
+  assert {
+    condition     = aws_ebs_volume.data.encrypted
+    error_message = "the data volume must be encrypted"
+  }
+  assert {
+    condition     = aws_instance.service.monitoring
+    error_message = "detailed monitoring must be on"
+  }
+  assert {
+    condition     = aws_instance.service.instance_type == "t3.micro"
+    error_message = "t3.micro is the default size"
+  }
+  assert {
+    condition     = aws_instance.service.ami == "ami-0123456789abcdef0"
+    error_message = "the AMI comes from the public SSM parameter"
+  }
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.ssh) == 0 && length(aws_key_pair.admin) == 0
+    error_message = "without ssh_public_key there is no SSH at all"
+  }
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.service) == ["9000-203.0.113.0/24"]
+    error_message = "only the app port, only from allowed_cidrs"
+  }
+  assert {
+    condition     = aws_dlm_lifecycle_policy.daily.policy_details[0].schedule[0].retain_rule[0].count == 14
+    error_message = "daily snapshots are kept 14 times by default"
+  }
+  assert {
+    condition     = aws_dlm_lifecycle_policy.daily.policy_details[0].target_tags["Snapshot"] == aws_ebs_volume.data.tags["Snapshot"]
+    error_message = "the snapshot policy must target the data volume"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "docker compose --project-directory") && strcontains(aws_instance.service.user_data, "up -d")
+    error_message = "user data must start the compose deployment"
+  }
+  assert {
+    condition     = !strcontains(aws_instance.service.user_data, "MOCKSECRETVALUE")
+    error_message = "the secret key must never be in user data"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "HEALTHCARE_BIND=$BIND_ADDRESS") && strcontains(aws_instance.service.user_data, "BIND_ADDRESS='0.0.0.0'")
+    error_message = "without TLS the app port is published"
+  }
+}
+
+run "ssh_from_admin_cidr_only" {
+  command = plan
+
+  variables {
+    ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyMaterialOnlyForTests admin@clinic"
+    admin_cidr     = "198.51.100.7/32"
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.ssh[0].cidr_ipv4 == "198.51.100.7/32" && aws_vpc_security_group_ingress_rule.ssh[0].from_port == 22
+    error_message = "SSH must be open to admin_cidr only"
+  }
+  assert {
+    condition     = length(aws_key_pair.admin) == 1
+    error_message = "the key pair comes from the operator's public key"
+  }
+}
+
+run "tls_opens_only_80_and_443" {
+  command = apply
+
+  variables {
+    domain_name   = "records.clinic.example"
+    allowed_cidrs = ["0.0.0.0/0"]
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_security_group_ingress_rule.service)) == toset(["80-0.0.0.0/0", "443-0.0.0.0/0"])
+    error_message = "with a domain name only 80 and 443 are public"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "BIND_ADDRESS='127.0.0.1'")
+    error_message = "with TLS the app port stays on the instance"
+  }
+}
+
+run "ssh_open_to_the_world_is_refused" {
+  command = plan
+
+  variables {
+    ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyMaterialOnlyForTests admin@clinic"
+    admin_cidr     = "0.0.0.0/0"
+  }
+
+  expect_failures = [var.admin_cidr]
+}
+
+run "a_private_key_is_refused" {
+  command = plan
+
+  variables {
+    ssh_public_key = "-----BEGIN OPENSSH PRIVATE KEY-----"
+  }
+
+  expect_failures = [var.ssh_public_key]
+}
+
+run "bad_cidrs_are_refused" {
+  command = plan
+
+  variables {
+    allowed_cidrs = ["not-a-cidr"]
+  }
+
+  expect_failures = [var.allowed_cidrs]
+}
+
+run "no_allowed_cidrs_is_refused" {
+  command = plan
+
+  variables {
+    allowed_cidrs = []
+  }
+
+  expect_failures = [var.allowed_cidrs]
+}
+
+run "bad_sizes_are_refused" {
+  command = plan
+
+  variables {
+    instance_type      = "huge"
+    snapshot_retention = 0
+    data_volume_size   = 0
+    app_port           = 80
+    name               = "Bad Name"
+  }
+
+  expect_failures = [var.instance_type, var.snapshot_retention, var.data_volume_size, var.app_port, var.name]
+}

@@ -1,0 +1,60 @@
+"""The AWS configuration: formatted, valid, and its offline `terraform test` suite passes.
+
+Needs the terraform binary and a local mirror of the hashicorp/aws provider (no registry is
+reachable here): HEALTHCARE_TF_PLUGIN_DIR, else /opt/tf-plugins. Skipped with that reason where
+they are missing, except in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "deploy" / "aws"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("terraform"):
+        _missing("terraform is not installed")
+    plugins = Path(os.environ.get("HEALTHCARE_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+    if not (plugins / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        _missing(f"no hashicorp/aws provider mirror in {plugins} (set HEALTHCARE_TF_PLUGIN_DIR)")
+    work = tmp_path_factory.mktemp("terraform") / "aws"
+    shutil.copytree(MODULE, work, ignore=shutil.ignore_patterns(".terraform*"))
+    init = _terraform(work, "init", "-backend=false", f"-plugin-dir={plugins}")
+    assert init.returncode == 0, init.stdout + init.stderr
+    return work
+
+
+def _terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["terraform", *args, "-no-color"], cwd=workdir, capture_output=True, text=True,
+        timeout=600, check=False, env={**os.environ, "TF_IN_AUTOMATION": "1"},
+    )  # fmt: skip
+
+
+def test_formatted(module_dir: Path) -> None:
+    result = _terraform(module_dir, "fmt", "-check", "-recursive")
+    assert result.returncode == 0, f"run `terraform fmt -recursive deploy/aws`:\n{result.stdout}"
+
+
+def test_valid(module_dir: Path) -> None:
+    result = _terraform(module_dir, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_terraform_test_suite_passes(module_dir: Path) -> None:
+    result = _terraform(module_dir, "test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 failed" in result.stdout
