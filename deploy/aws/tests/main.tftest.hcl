@@ -6,6 +6,9 @@ mock_provider "aws" {
   mock_resource "aws_ssm_parameter" {
     defaults = { arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/healthcare/secret-key" }
   }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
+  }
   mock_resource "aws_ebs_volume" {
     defaults = { id = "vol-0123456789abcdef0" }
   }
@@ -40,6 +43,14 @@ mock_provider "aws" {
     target = data.aws_iam_policy_document.read_secret
     values = { json = "{}" }
   }
+  override_data {
+    target = data.aws_iam_policy_document.kms
+    values = { json = "{}" }
+  }
+  override_data {
+    target = data.aws_caller_identity.current
+    values = { account_id = "123456789012" }
+  }
 }
 
 variables {
@@ -60,8 +71,12 @@ run "defaults_are_secure" {
     error_message = "the root volume must be encrypted"
   }
   assert {
-    condition     = aws_ebs_volume.data.encrypted
-    error_message = "the data volume must be encrypted"
+    condition     = aws_ebs_volume.data.encrypted && aws_ebs_volume.data.kms_key_id == aws_kms_key.data.arn
+    error_message = "the data volume must be encrypted with the customer-managed key"
+  }
+  assert {
+    condition     = aws_ssm_parameter.secret_key.type == "SecureString" && aws_kms_key.data.enable_key_rotation
+    error_message = "the secret key is a SecureString under a rotating customer-managed key"
   }
   assert {
     condition     = aws_instance.service.monitoring
