@@ -73,6 +73,22 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
     pytest.fail(f"server did not become ready:\n{server.log()}")
 
 
+def missing(reason: str) -> None:
+    message = f"skipped: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
 def write_burst_then(
     base_url: str, interrupt: Callable[[], None], *, writes: int = 300, threads: int = 8
 ) -> list[dict[str, Any]]:

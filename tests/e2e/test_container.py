@@ -21,29 +21,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import free_port, write_burst_then
+from tests.e2e.conftest import docker, free_port, missing, write_burst_then
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE_ENV = "HEALTHCARE_TEST_BASE_IMAGE"
 LAYER_BUDGET_BYTES = 60 * 1000 * 1000
 
 pytestmark = pytest.mark.slow
-
-
-def _missing(reason: str) -> None:
-    message = f"container tests skipped: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result
 
 
 @dataclass
@@ -55,7 +39,7 @@ class Deployment:
     base_image: str
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return _docker("compose", "--project-directory", str(ROOT), "-p", self.project,
+        return docker("compose", "--project-directory", str(ROOT), "-p", self.project,
                        "--env-file", str(self.env_file), *args, check=check)  # fmt: skip
 
     @property
@@ -67,7 +51,7 @@ class Deployment:
         while time.monotonic() < deadline:
             container = self.container
             if container:
-                state = json.loads(_docker("inspect", container).stdout)[0]["State"]
+                state = json.loads(docker("inspect", container).stdout)[0]["State"]
                 if state.get("Health", {}).get("Status") == "healthy":
                     return
             time.sleep(1)
@@ -91,14 +75,14 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     if not shutil.which("docker"):
-        _missing("no docker client")
-    if _docker("info", check=False, timeout=30).returncode != 0:
-        _missing("no Docker engine answers (start dockerd)")
-    if _docker("compose", "version", check=False).returncode != 0:
-        _missing("Docker Compose v2 is not installed")
+        missing("no docker client")
+    if docker("info", check=False, timeout=30).returncode != 0:
+        missing("no Docker engine answers (start dockerd)")
+    if docker("compose", "version", check=False).returncode != 0:
+        missing("Docker Compose v2 is not installed")
     base_image = os.environ.get(BASE_IMAGE_ENV)
     if not base_image:
-        _missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
+        missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
     project = f"hctest{uuid.uuid4().hex[:8]}"
     port = free_port()
     env_file = tmp_path_factory.mktemp("compose") / ".env"
@@ -116,19 +100,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield deployed
     finally:
         deployed.compose("down", "-v", "--remove-orphans", check=False)
-        _docker("image", "rm", "-f", deployed.image, check=False)
+        docker("image", "rm", "-f", deployed.image, check=False)
 
 
 def test_image_runs_as_non_root_within_its_size_budget(deployment: Deployment) -> None:
-    user = _docker("run", "--rm", "--entrypoint", "id", deployment.image).stdout
+    user = docker("run", "--rm", "--entrypoint", "id", deployment.image).stdout
     assert "uid=10001" in user
-    inspect = json.loads(_docker("image", "inspect", deployment.image).stdout)[0]
+    inspect = json.loads(docker("image", "inspect", deployment.image).stdout)[0]
     assert inspect["Config"]["User"] == "10001:10001"
-    base = json.loads(_docker("image", "inspect", deployment.base_image).stdout)[0]
+    base = json.loads(docker("image", "inspect", deployment.base_image).stdout)[0]
     added = inspect["Size"] - base["Size"]
     print(f"\nimage layers added on top of the base: {added / 1e6:.1f} MB (budget 60 MB)")
     assert added < LAYER_BUDGET_BYTES
-    assert not _docker("run", "--rm", "--entrypoint", "sh", deployment.image, "-c",
+    assert not docker("run", "--rm", "--entrypoint", "sh", deployment.image, "-c",
                        "ls /opt/venv/bin/pip /build 2>/dev/null", check=False).stdout  # fmt: skip
 
 
@@ -157,7 +141,7 @@ def test_records_survive_restart_and_recreation(deployment: Deployment) -> None:
 def test_a_killed_server_is_restarted_with_its_data(deployment: Deployment) -> None:
     assert deployment.post("Before the crash").status_code == 201
     before = deployment.names()
-    pid = json.loads(_docker("inspect", deployment.container).stdout)[0]["State"]["Pid"]
+    pid = json.loads(docker("inspect", deployment.container).stdout)[0]["State"]["Pid"]
     os.kill(pid, signal.SIGKILL)
     time.sleep(2)
     deployment.wait_healthy()
@@ -192,14 +176,14 @@ def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deploymen
              "(select name from patients order by id)').fetchone())")  # fmt: skip
     volumes = ["-v", f"{fresh}:/data", "-v", f"{deployment.project}_backups:/backups"]
     try:
-        _docker("run", "--rm", *volumes, "-e", "HEALTHCARE_SECRET_KEY=" + "k" * 40,
+        docker("run", "--rm", *volumes, "-e", "HEALTHCARE_SECRET_KEY=" + "k" * 40,
                 deployment.image, "restore", path, "--yes")  # fmt: skip
-        in_backup = _docker("run", "--rm", *volumes, "--entrypoint", "python3",
+        in_backup = docker("run", "--rm", *volumes, "--entrypoint", "python3",
                             deployment.image, "-c", count, path).stdout  # fmt: skip
-        restored = _docker("run", "--rm", *volumes, "--entrypoint", "python3",
+        restored = docker("run", "--rm", *volumes, "--entrypoint", "python3",
                            deployment.image, "-c", count, "/data/healthcare.db").stdout  # fmt: skip
     finally:
-        _docker("volume", "rm", "-f", fresh, check=False)
+        docker("volume", "rm", "-f", fresh, check=False)
     assert restored == in_backup
     assert int(restored.strip("()\n").split(",")[0]) > 0
 
@@ -243,4 +227,4 @@ def test_postgres_profile_migrates_once_and_serves(deployment: Deployment, tmp_p
         assert stack.names() == ["On PostgreSQL"]
     finally:
         stack.compose("--profile", "postgres", "down", "-v", check=False)
-        _docker("image", "rm", "-f", pg_image, check=False)
+        docker("image", "rm", "-f", pg_image, check=False)

@@ -1,0 +1,100 @@
+"""The instance bootstrap script, rendered as Terraform renders it and run twice in a container
+from the stand-in base with stub commands: a typo fails here, not on a first `apply`, and the
+second run must change nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tests.e2e.conftest import docker, missing
+from tests.e2e.test_container import BASE_IMAGE_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "aws" / "cloud-init.sh.tftpl"
+VALUES = {
+    "repository_url": "https://git.example.org/clinic/healthcare.git",
+    "repository_ref": "v0.1.0",
+    "region": "eu-west-1",
+    "secret_parameter": "/healthcare/secret-key",
+    "data_volume_id": "vol-0123456789abcdef0",
+    "data_mount": "/var/lib/docker/volumes/healthcare_data/_data",
+    "app_port": "9000",
+    "bind_address": "0.0.0.0",  # noqa: S104 - the rendered script's value, nothing binds here
+}
+STUBS = {
+    # Every stub appends its command line to /stub.log; some also leave what the real one would.
+    "dnf": "",
+    "systemctl": "",
+    "curl": 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; '
+    '[ -n "$out" ] && echo "#!/bin/sh" > "$out"',
+    "blkid": '[ -f /fake-fs ] || exit 2; [ "$1" = -s ] && echo 1111-2222; exit 0',
+    "mkfs.ext4": "touch /fake-fs",
+    "mountpoint": "[ -f /fake-mounted ]",
+    "mount": "touch /fake-mounted",
+    "git": 'if [ "$1" = clone ]; then mkdir -p "$3/.git"; fi',
+    "aws": "echo generated-secret-from-ssm-0123456789",
+    "docker": "",
+}
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """templatefile() for this template: ${name} interpolation and $${ escapes, nothing else."""
+    names = set(re.findall(r"(?<!\$)\$\{([^}]*)\}", template))
+    assert names <= set(values), f"unknown template variables: {names - set(values)}"
+    assert "%{" not in template, "template directives are not rendered by this test"
+    rendered = re.sub(r"(?<!\$)\$\{([a-z_]+)\}", lambda m: values[m.group(1)], template)
+    return rendered.replace("$${", "${")
+
+
+def test_render_leaves_no_template_syntax() -> None:
+    script = render(TEMPLATE.read_text(), VALUES)
+    assert "REPOSITORY_URL='https://git.example.org/clinic/healthcare.git'" in script
+    assert "${DATA_VOLUME_ID//-/}" in script
+    assert "$${" not in script
+
+
+def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
+    base = os.environ.get(BASE_IMAGE_ENV)
+    if not base:
+        missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
+    if docker("info", check=False, timeout=30).returncode != 0:
+        missing("no Docker engine answers")
+    (tmp_path / "bootstrap.sh").write_text(render(TEMPLATE.read_text(), VALUES))
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, body in STUBS.items():
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> /stub.log\n{body}\n')
+        stub.chmod(0o755)
+    device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
+    run_twice = (
+        f"mkdir -p /dev/disk/by-id && touch {device} && "
+        "bash /work/bootstrap.sh > /first.out 2>&1 && bash /work/bootstrap.sh > /second.out 2>&1 "
+        "&& cat /stub.log && echo '--- fstab' && cat /etc/fstab && echo '--- env' "
+        "&& stat -c '%a' /opt/healthcare/.env && cat /opt/healthcare/.env "
+        "&& echo '--- mount' && stat -c '%u %a' " + VALUES["data_mount"]
+    )
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{tmp_path}:/work:ro", "-e",
+         "PATH=/work/stubs:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+         "--entrypoint", "bash", base, "-c", run_twice],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    log, rest = result.stdout.split("--- fstab\n")
+    fstab, rest = rest.split("--- env\n")
+    env, mount = rest.split("--- mount\n")
+    calls = log.splitlines()
+    assert sum(call.startswith("mkfs.ext4") for call in calls) == 1, "formatted twice"
+    assert sum(call.startswith("git clone") for call in calls) == 1, "cloned twice"
+    assert sum(call.startswith("curl") for call in calls) == 1, "compose fetched twice"
+    assert sum("compose --project-directory /opt/healthcare" in c and "up -d" in c
+               for c in calls) == 2  # fmt: skip
+    assert fstab.count("UUID=1111-2222") == 1
+    assert env.splitlines()[0] == "600"
+    assert "HEALTHCARE_SECRET_KEY=generated-secret-from-ssm-0123456789" in env
+    assert "HEALTHCARE_BIND=0.0.0.0" in env
+    assert mount.split() == ["10001", "700"]
