@@ -213,6 +213,7 @@ resource "aws_instance" "service" {
     data_mount       = local.data_mount
     app_port         = var.app_port
     bind_address     = local.tls_enabled ? "127.0.0.1" : "0.0.0.0"
+    domain_name      = var.domain_name
   })
   user_data_replace_on_change = false
 

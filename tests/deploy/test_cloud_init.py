@@ -23,6 +23,7 @@ VALUES = {
     "data_mount": "/var/lib/docker/volumes/healthcare_data/_data",
     "app_port": "9000",
     "bind_address": "0.0.0.0",  # noqa: S104 - the rendered script's value, nothing binds here
+    "domain_name": "",
 }
 STUBS = {
     # Every stub appends its command line to /stub.log; some also leave what the real one would.
@@ -91,8 +92,9 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert sum(call.startswith("mkfs.ext4") for call in calls) == 1, "formatted twice"
     assert sum(call.startswith("git clone") for call in calls) == 1, "cloned twice"
     assert sum(call.startswith("curl") for call in calls) == 1, "compose fetched twice"
-    assert sum("compose --project-directory /opt/healthcare" in c and "up -d" in c
-               for c in calls) == 2  # fmt: skip
+    starts = [c for c in calls if "compose --project-directory /opt/healthcare" in c]
+    assert len(starts) == 2
+    assert all("up -d" in c and "--profile tls" not in c for c in starts)
     assert fstab.count("UUID=1111-2222") == 1
     assert env.splitlines()[0] == "600"
     assert "HEALTHCARE_SECRET_KEY=generated-secret-from-ssm-0123456789" in env

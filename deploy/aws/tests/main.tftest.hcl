@@ -154,6 +154,10 @@ run "tls_opens_only_80_and_443" {
     condition     = strcontains(aws_instance.service.user_data, "BIND_ADDRESS='127.0.0.1'")
     error_message = "with TLS the app port stays on the instance"
   }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "DOMAIN_NAME='records.clinic.example'") && strcontains(aws_instance.service.user_data, "--profile tls")
+    error_message = "with a domain name the bootstrap starts the Caddy profile for it"
+  }
 }
 
 run "ssh_open_to_the_world_is_refused" {
