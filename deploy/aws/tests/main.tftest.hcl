@@ -214,3 +214,24 @@ run "bad_sizes_are_refused" {
 
   expect_failures = [var.instance_type, var.snapshot_retention, var.data_volume_size, var.app_port, var.name]
 }
+
+run "a_malformed_admin_cidr_is_refused" {
+  command = plan
+
+  variables {
+    ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyMaterialOnlyForTests admin@clinic"
+    admin_cidr     = "my-office"
+  }
+
+  expect_failures = [var.admin_cidr]
+}
+
+run "ssh_without_admin_cidr_is_refused" {
+  command = plan
+
+  variables {
+    ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyMaterialOnlyForTests admin@clinic"
+  }
+
+  expect_failures = [aws_vpc_security_group_ingress_rule.ssh]
+}
