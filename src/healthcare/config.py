@@ -43,10 +43,6 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'healthcare.db').resolve()}"
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def require_secret_key(self) -> None:
         """Refuse to run outside development with a missing, placeholder or short secret key."""
         if self.env == "development":

@@ -29,15 +29,20 @@ api = APIBlueprint(
 )
 JSON_TYPES = {"application/json"}
 MERGE_PATCH_TYPES = {"application/json", "application/merge-patch+json"}
+BODY_TYPES = {
+    "patients_api.create": JSON_TYPES,
+    "patients_api.replace": JSON_TYPES,
+    "patients_api.patch": MERGE_PATCH_TYPES,
+}
 CHANGES = {412: Problem, 422: Problem}
 
 
 @api.before_request
 def _require_json_body() -> Response | None:
     """415 for a body that is not JSON and 400 for malformed JSON, before any validation."""
-    if request.method not in {"POST", "PUT", "PATCH"} or request.endpoint == "patients_api.restore":
+    accepted = BODY_TYPES.get(request.endpoint or "")
+    if accepted is None:
         return None
-    accepted = MERGE_PATCH_TYPES if request.method == "PATCH" else JSON_TYPES
     if request.mimetype not in accepted:
         return problem(
             415,

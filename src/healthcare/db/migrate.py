@@ -42,7 +42,3 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             conn.execute(lock, {"key": POSTGRES_MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
-
-
-def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()

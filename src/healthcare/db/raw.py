@@ -44,10 +44,12 @@ class RawStatement:
 
     def arguments(self, engine: Engine, params: dict[str, Any]) -> tuple[str, Any]:
         compiled = self._for(engine)
-        values = {**compiled.literals, **params} if compiled.literals else dict(params)
-        for name, processor in compiled.processors.items():
-            if name in values:
-                values[name] = processor(values[name])
+        values = {**compiled.literals, **params} if compiled.literals else params
+        if compiled.processors:
+            values = {
+                name: compiled.processors[name](value) if name in compiled.processors else value
+                for name, value in values.items()
+            }
         if compiled.order is None:
             return compiled.sql, values
         return compiled.sql, tuple(values[name] for name in compiled.order)
