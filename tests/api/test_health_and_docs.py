@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask.testing import FlaskClient
+from flask_openapi3 import OpenAPI
 from openapi_spec_validator import validate
 from sqlalchemy import Engine
 
@@ -60,3 +63,11 @@ def test_docs_page_uses_only_local_assets(client: FlaskClient) -> None:
         response = client.get(asset)
         response.close()
         assert response.status_code == 200
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(make_app: Callable[..., OpenAPI]) -> None:
+    app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert "does not answer" in response.json["detail"]
