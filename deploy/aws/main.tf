@@ -93,19 +93,22 @@ resource "aws_key_pair" "admin" {
   public_key = var.ssh_public_key
 }
 
-data "aws_iam_policy_document" "ec2_assume" {
+# Who may assume each of the two roles: the instance, and the snapshot service.
+data "aws_iam_policy_document" "assume" {
+  for_each = { instance = "ec2.amazonaws.com", snapshots = "dlm.amazonaws.com" }
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
+      identifiers = [each.value]
     }
   }
 }
 
 resource "aws_iam_role" "instance" {
   name               = "${var.name}-instance"
-  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["instance"].json
 }
 
 resource "aws_iam_role_policy_attachment" "ssm_core" {
@@ -239,19 +242,9 @@ resource "aws_volume_attachment" "data" {
   instance_id = aws_instance.service.id
 }
 
-data "aws_iam_policy_document" "dlm_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["dlm.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "dlm" {
   name               = "${var.name}-snapshots"
-  assume_role_policy = data.aws_iam_policy_document.dlm_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["snapshots"].json
 }
 
 resource "aws_iam_role_policy_attachment" "dlm" {

@@ -32,11 +32,7 @@ mock_provider "aws" {
     values = { random_password = "MOCKSECRETVALUEdonotuse0123456789abcdefMOCKSECRETVALUEdonotuse01" }
   }
   override_data {
-    target = data.aws_iam_policy_document.ec2_assume
-    values = { json = "{}" }
-  }
-  override_data {
-    target = data.aws_iam_policy_document.dlm_assume
+    target = data.aws_iam_policy_document.assume
     values = { json = "{}" }
   }
   override_data {
