@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from healthcare import create_app
+from healthcare.audit.trail import GENESIS_HASH
+from healthcare.auth import tokens
+from healthcare.auth.access import Actor, Role
+from healthcare.auth.passwords import hash_password
 from healthcare.config import Settings
 from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
-from healthcare.db.models import Base
+from healthcare.db.models import Base, api_tokens, audit_events, users
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -62,16 +69,31 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
+KEPT_ROWS = {"patient_totals", "audit_chain"}
+
+
 def empty_all_tables(engine: Engine) -> None:
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name != "patient_totals"]
+    """Empty every table, the append-only audit trail included (its guard is lifted for the
+    moment: replication role on PostgreSQL, the triggers dropped and re-made on SQLite)."""
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEPT_ROWS]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
+            guards = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' "
+                     "AND type = 'trigger'")
+            ).all()  # fmt: skip
+            for name, _sql in guards:
+                conn.execute(text(f"DROP TRIGGER {name}"))
             for table in reversed(tables):
                 conn.execute(text(f"DELETE FROM {table}"))
+            for _name, sql in guards:
+                conn.execute(text(sql))
             conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("UPDATE patient_totals SET active = 0, deleted = 0"))
+        conn.execute(text(f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}'"))
 
 
 @pytest.fixture
@@ -112,9 +134,117 @@ def engine(db: Database) -> Engine:
     return db.engine
 
 
+TEST_PASSWORD = "correct horse battery staple 42"
+
+
+@functools.cache
+def test_password_hash() -> str:
+    return hash_password(TEST_PASSWORD)
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: int
+    username: str
+    role: Role
+    token: str
+
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.username, self.role, token_label="tests", client="test")
+
+
+def add_user(engine: Engine, username: str, role: str, *, disabled: bool = False) -> int:
+    """A user straight into the table, with TEST_PASSWORD (hashed once per test run)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(users)
+            .values(
+                username=username,
+                role=role,
+                password_hash=test_password_hash(),
+                created_at=now,
+                password_changed_at=now,
+                disabled_at=now if disabled else None,
+            )
+            .returning(users.c.id)
+        ).scalar_one()
+
+
+def add_token(
+    engine: Engine,
+    user_id: int,
+    label: str = "tests",
+    *,
+    expires_at: datetime | None = None,
+    revoked: bool = False,
+) -> str:
+    secret = f"{tokens.PREFIX}{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(api_tokens).values(
+                user_id=user_id,
+                label=label,
+                token_hash=tokens.digest(secret),
+                created_at=now,
+                expires_at=expires_at,
+                revoked_at=now if revoked else None,
+            )
+        )
+    return secret
+
+
 @pytest.fixture
-def client(app: OpenAPI) -> FlaskClient:
+def accounts(engine: Engine) -> dict[str, Account]:
+    """A viewer, a clinician and an admin, each with an API token."""
+    made = {}
+    for role in Role:
+        user_id = add_user(engine, role.value, role.value)
+        made[role.value] = Account(user_id, role.value, role, add_token(engine, user_id))
+    return made
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client_as(app: OpenAPI, accounts: dict[str, Account]) -> Callable[[str], FlaskClient]:
+    """A test client that sends the token of the given role's account."""
+
+    def make(role: str) -> FlaskClient:
+        test_client = app.test_client()
+        test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {accounts[role].token}"
+        return test_client
+
+    return make
+
+
+@pytest.fixture
+def client(client_as: Callable[[str], FlaskClient]) -> FlaskClient:
+    """A client signed in as the admin, who may do everything."""
+    return client_as("admin")
+
+
+@pytest.fixture
+def anonymous(app: OpenAPI) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def admin(accounts: dict[str, Account]) -> Actor:
+    return accounts["admin"].actor()
+
+
+def audit_rows(db: Database, **where: Any) -> list[dict[str, Any]]:
+    """The audit rows (oldest first) matching ``where``, after flushing pending read events."""
+    db.pending_audit.flush()
+    statement = select(audit_events).order_by(audit_events.c.id)
+    for name, value in where.items():
+        statement = statement.where(audit_events.c[name] == value)
+    with db.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(statement).mappings()]
 
 
 @pytest.fixture

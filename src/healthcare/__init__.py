@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from flask_openapi3 import Info, OpenAPI
+from datetime import timedelta
 
-from healthcare import api, observability
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from healthcare import api, observability, ui
 from healthcare.api.problems import Problem, validation_problem
+from healthcare.auth import web
+from healthcare.auth.login import LoginPolicy
+from healthcare.auth.sessions import SessionPolicy
 from healthcare.config import Settings, load_settings
 from healthcare.db.database import Database
 
 __version__ = "0.1.0"
-
-
-class LazyCookieSessionInterface(SecureCookieSessionInterface):
-    """Builds the cookie signer only for requests that carry a session cookie: API calls
-    carry none, and making the signer was a measurable share of every API request."""
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(
-            self.get_cookie_name(app)
-        ):
-            return self.session_class()
-        return super().open_session(app, request)
+BEARER = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token."}}
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -35,10 +28,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         info=Info(
             title="Healthcare patient records",
             version=__version__,
-            description="Patient records for a clinic: JSON API over SQLite or PostgreSQL.",
+            description="Patient records for a clinic: JSON API over SQLite or PostgreSQL. "
+            "Every call needs a bearer token (`healthcare tokens create`) or a signed-in session.",
         ),
         doc_ui=False,
-        security_schemes={},
+        security_schemes=BEARER,
         validation_error_status="422",
         validation_error_model=Problem,
         validation_error_callback=validation_problem,
@@ -50,9 +44,26 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.extensions["healthcare.settings"] = settings
     app.extensions["healthcare.db"] = Database.from_url(
-        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        audit_delay=settings.audit_flush_ms / 1000,
     )
-    app.session_interface = LazyCookieSessionInterface()
+    app.extensions["healthcare.login_policy"] = LoginPolicy(
+        failures_per_account=settings.login_max_failures,
+        failures_per_client=settings.login_max_failures_per_client,
+        window=timedelta(minutes=settings.login_window_minutes),
+    )
+    web.init_app(
+        app,
+        SessionPolicy(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(hours=settings.session_max_hours),
+        ),
+    )
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     observability.init_app(app)
     api.init_app(app)
+    ui.init_app(app)
     return app

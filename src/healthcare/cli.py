@@ -1,4 +1,4 @@
-"""The ``healthcare`` command: serve, db, seed, patients."""
+"""The ``healthcare`` command: serve, db, seed, backup, restore, patients, users, tokens, audit."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
+from healthcare.auth.access import Actor, Role
+from healthcare.auth.tokens import create_token, list_tokens, revoke_token
+from healthcare.auth.users import create_user, disable_user, list_users
 from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
 from healthcare.db.backup import BackupError
@@ -41,7 +45,7 @@ def _database(settings: Settings | None = None) -> Iterator[Database]:
     try:
         yield db
     finally:
-        db.dispose()
+        db.dispose()  # writes any pending audit events
 
 
 @click.group()
@@ -65,6 +69,7 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     settings = load_settings()
     with _database(settings) as db:
         migrate.upgrade(db.engine)
+        _first_admin(db, settings)
     Server(
         "healthcare.wsgi:app",
         address=host,
@@ -163,5 +168,172 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     if not yes:
         click.confirm(f"Permanently remove patient {patient_id}? This cannot be undone", abort=True)
     with _database() as db:
-        purge_patient(db, patient_id)
+        purge_patient(db, Actor.operator(), patient_id)
     click.echo(f"patient {patient_id} purged")
+
+
+def _first_admin(db: Database, settings: Settings) -> None:
+    """On an empty user table, create ``admin``; a generated password is logged once."""
+    import logging
+
+    from healthcare.auth.users import ensure_first_admin
+
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    try:
+        generated = ensure_first_admin(db, given)
+    except ServiceError as exc:
+        raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
+    if generated:
+        logging.getLogger("healthcare").warning(
+            "first run: created user 'admin' with password %s - sign in now and change it "
+            "(this is the only time it is shown)",
+            generated,
+        )
+
+
+@main.group()
+def users() -> None:
+    """User accounts (roles: viewer, clinician, admin)."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_fail_cleanly
+def users_create(username: str, role: str, password_stdin: bool) -> None:
+    """Create a user; the password is asked for (or read from standard input)."""
+    from healthcare.auth.schemas import UserIn
+
+    password = _read_password(password_stdin)
+    user = _validated(UserIn, username=username, role=role, password=password)
+    with _database() as db:
+        created = create_user(db, Actor.operator(), user.username, user.role, user.password)
+    click.echo(f"created {created['username']} ({created['role']})")
+
+
+@users.command("list")
+@_fail_cleanly
+def users_list() -> None:
+    """List users with their role and state."""
+    with _database() as db:
+        rows = list_users(db, Actor.operator())
+    for user in rows:
+        state = f"disabled {user['disabled_at']}" if user["disabled_at"] else "active"
+        click.echo(f"{user['username']:<24} {user['role']:<10} {state}")
+
+
+@users.command("disable")
+@click.argument("username")
+@_fail_cleanly
+def users_disable(username: str) -> None:
+    """Disable a user: their sessions end at once and their tokens stop working."""
+    with _database() as db:
+        disable_user(db, Actor.operator(), username.strip().lower())
+    click.echo(f"disabled {username}")
+
+
+@main.group()
+def tokens() -> None:
+    """API bearer tokens."""
+
+
+@tokens.command("create")
+@click.argument("username")
+@click.option("--label", default="api", show_default=True, help="What the token is for.")
+@click.option("--expires-in", "expires_in", type=click.IntRange(1, 3650), default=None,
+              help="Days until it expires [default: never].")  # fmt: skip
+@_fail_cleanly
+def tokens_create(username: str, label: str, expires_in: int | None) -> None:
+    """Create a token for USERNAME and print it (the only time it is shown)."""
+    from healthcare.auth.schemas import TokenIn
+
+    wanted = _validated(TokenIn, username=username, label=label, expires_in_days=expires_in)
+    with _database() as db:
+        created = create_token(
+            db, Actor.operator(), wanted.username, wanted.label, wanted.expires_in_days
+        )
+    click.echo(created["token"])
+    click.echo(
+        f"token {created['id']} for {created['username']} ({created['label']}); "
+        "store it now, it cannot be shown again",
+        err=True,
+    )
+
+
+@tokens.command("list")
+@click.argument("username", required=False)
+@_fail_cleanly
+def tokens_list(username: str | None) -> None:
+    """List tokens (never the tokens themselves)."""
+    with _database() as db:
+        rows = list_tokens(db, Actor.operator(), username.strip().lower() if username else None)
+    for token in rows:
+        expires = token["expires_at"] or "never"
+        click.echo(
+            f"{token['id']:>5} {token['username']:<20} {token['label']:<20} "
+            f"{token['state']:<8} expires {expires}"
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=click.IntRange(min=1))
+@_fail_cleanly
+def tokens_revoke(token_id: int) -> None:
+    """Revoke a token by its id (see `healthcare tokens list`)."""
+    with _database() as db:
+        token = revoke_token(db, Actor.operator(), token_id)
+    click.echo(f"revoked token {token_id} ({token['label']} of {token['username']})")
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@_fail_cleanly
+def audit_verify() -> None:
+    """Check the hash chain of the whole trail; name the first row that breaks it."""
+    from healthcare.audit.trail import verify
+
+    with _database() as db:
+        report = verify(db.engine)
+    if not report.intact:
+        click.echo(f"audit trail BROKEN at row {report.broken_at}: {report.reason}", err=True)
+        sys.exit(1)
+    click.echo(f"audit trail intact: {report.rows} rows")
+
+
+@audit.command("export")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="Only rows at or after this UTC time.")  # fmt: skip
+@_fail_cleanly
+def audit_export(since: Any) -> None:
+    """Write the trail (or the part since a time) to standard output as JSON lines."""
+    import orjson
+
+    from healthcare.audit.trail import export
+
+    with _database() as db:
+        since_utc = since.replace(tzinfo=UTC) if since else None
+        for row in export(db.engine, since_utc):
+            sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+
+
+def _validated(model: Any, **values: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise click.UsageError(problems) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     blocking_threads: int = Field(1, ge=1, le=256)
     port: int = Field(9000, ge=1, le=65535, validation_alias="PORT")
     web_concurrency: int = Field(2, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
+    # Access control (issue 3): browser sessions, the sign-in brake, proxies, first admin.
+    session_idle_minutes: int = Field(15, ge=1, le=24 * 60)
+    session_max_hours: int = Field(12, ge=1, le=7 * 24)
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_max_failures_per_client: int = Field(20, ge=1, le=100_000)
+    login_window_minutes: int = Field(15, ge=1, le=24 * 60)
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    admin_password: SecretStr | None = None
+    audit_flush_ms: int = Field(250, ge=10, le=10_000)
 
     @field_validator("database_url")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 class ServiceError(Exception):
     status = 400
     title = "Bad request"
+    outcome = "failure"  # how the audit trail records the refusal
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -15,11 +16,13 @@ class ServiceError(Exception):
 class NotFound(ServiceError):
     status = 404
     title = "Not found"
+    outcome = "not_found"
 
 
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"
+    outcome = "conflict"
 
 
 class VersionMismatch(ServiceError):
@@ -27,7 +30,40 @@ class VersionMismatch(ServiceError):
 
     status = 412
     title = "Precondition failed"
+    outcome = "stale"
 
     def __init__(self, detail: str, current_version: int | None) -> None:
         super().__init__(detail)
         self.current_version = current_version
+
+
+class Forbidden(ServiceError):
+    """Signed in, but the role does not allow it."""
+
+    status = 403
+    title = "Forbidden"
+    outcome = "denied"
+
+
+class Invalid(ServiceError):
+    """A rule the request schema cannot express (a weak password, say)."""
+
+    status = 422
+    title = "Invalid data"
+    outcome = "invalid"
+
+
+class SignInFailed(ServiceError):
+    status = 401
+    title = "Sign-in failed"
+    outcome = "failure"
+
+
+class TooManyAttempts(ServiceError):
+    status = 429
+    title = "Too many attempts"
+    outcome = "throttled"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

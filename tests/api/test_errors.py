@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
 
-from tests.conftest import new_patient
+from tests.conftest import Account, bearer, new_patient
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
 
@@ -144,7 +144,9 @@ def test_any_script_and_hostile_strings_are_stored_literally(
 
 
 def test_unexpected_error_is_500_with_request_id_matching_the_log(
-    make_app: Callable[..., OpenAPI], log_lines: Callable[[], list[dict[str, Any]]]
+    make_app: Callable[..., OpenAPI],
+    log_lines: Callable[[], list[dict[str, Any]]],
+    accounts: dict[str, Account],
 ) -> None:
     app = make_app()
 
@@ -152,7 +154,8 @@ def test_unexpected_error_is_500_with_request_id_matching_the_log(
     def boom() -> None:
         raise RuntimeError("kaboom")
 
-    response = app.test_client().get("/boom", headers={"X-Request-ID": "req-123"})
+    headers = {"X-Request-ID": "req-123", **bearer(accounts["viewer"].token)}
+    response = app.test_client().get("/boom", headers=headers)
     problem = assert_problem(response, 500)
     assert problem["request_id"] == "req-123"
     assert "kaboom" not in response.text

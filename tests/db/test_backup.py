@@ -39,6 +39,7 @@ def test_backup_during_writes_restores_exactly_its_contents(
 
     def keep_writing() -> None:
         writer = client.application.test_client()
+        writer.environ_base.update(client.environ_base)
         i = 0
         while not stop.is_set():
             new_patient(writer, name=f"During {i}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from healthcare.auth.access import Actor
 from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
@@ -17,6 +18,7 @@ from healthcare.patients import service
 from healthcare.patients.schemas import PatientIn
 from tests.conftest import fresh_postgres_database, postgres_server_url
 
+OPERATOR = Actor.operator()
 WRITERS = 4
 WRITES_EACH = 40
 
@@ -30,9 +32,9 @@ def _sqlite_engine(path: Path) -> Engine:
 def _write_patients(url: str, writer: int) -> int:
     db = Database.from_url(url)
     for i in range(WRITES_EACH):
-        service.create_patient(db, PatientIn(name=f"Writer {writer} #{i}", age=30))
-        patient_id = service.create_patient(db, PatientIn(name="Edited", age=1))["id"]
-        service.replace_patient(db, patient_id, PatientIn(name="Edited again", age=2))
+        service.create_patient(db, OPERATOR, PatientIn(name=f"Writer {writer} #{i}", age=30))
+        patient_id = service.create_patient(db, OPERATOR, PatientIn(name="Edited", age=1))["id"]
+        service.replace_patient(db, OPERATOR, patient_id, PatientIn(name="Edited again", age=2))
     db.dispose()
     return WRITES_EACH
 
@@ -62,7 +64,7 @@ def test_concurrent_writer_threads_share_one_engine(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         created = list(
             pool.map(
-                lambda i: service.create_patient(db, PatientIn(name=f"T{i}", age=1)),
+                lambda i: service.create_patient(db, OPERATOR, PatientIn(name=f"T{i}", age=1)),
                 range(200),
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
 
 from healthcare.db.revision_cache import MISSING, RevisionCache
@@ -29,9 +30,10 @@ def test_least_recently_used_entries_are_dropped() -> None:
 
 
 def test_a_change_made_by_another_process_is_seen_at_once(
-    app: OpenAPI, make_app: Callable[..., OpenAPI]
+    client: FlaskClient, make_app: Callable[..., OpenAPI]
 ) -> None:
-    reader, writer = app.test_client(), make_app().test_client()
+    reader, writer = client, make_app().test_client()
+    writer.environ_base.update(client.environ_base)
     assert reader.get("/patients").json["total"] == 0
     patient = new_patient(writer, name="Written Elsewhere")
     assert [p["name"] for p in reader.get("/patients").json["items"]] == ["Written Elsewhere"]

@@ -7,6 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from healthcare.api.problems import Problem, problem
 from healthcare.api.responses import PROBLEM_RESPONSES, etag, expected_version, json_response
+from healthcare.auth.web import current_actor
 from healthcare.db.database import current_database
 from healthcare.patients import service
 from healthcare.patients.schemas import (
@@ -25,7 +26,8 @@ api = APIBlueprint(
     __name__,
     url_prefix="/patients",
     abp_tags=[Tag(name="patients", description="Patient records")],
-    abp_responses=PROBLEM_RESPONSES,
+    abp_responses={**PROBLEM_RESPONSES, 401: Problem, 403: Problem},
+    abp_security=[{"bearer": []}],
 )
 JSON_TYPES = {"application/json"}
 MERGE_PATCH_TYPES = {"application/json", "application/merge-patch+json"}
@@ -60,7 +62,7 @@ def _patient_response(patient: dict, status: int = 200, **headers: str) -> Respo
 
 @api.get("", summary="List and search patients", responses={200: PatientPage, 422: Problem})
 def list_patients(query: PatientQuery) -> Response:
-    return json_response(service.list_patients(current_database(), query))
+    return json_response(service.list_patients(current_database(), current_actor(), query))
 
 
 @api.get(
@@ -69,19 +71,21 @@ def list_patients(query: PatientQuery) -> Response:
     responses={200: DeletedPatientPage, 422: Problem},
 )
 def list_deleted(query: PageQuery) -> Response:
-    return json_response(service.list_deleted(current_database(), query))
+    return json_response(service.list_deleted(current_database(), current_actor(), query))
 
 
 @api.post("", summary="Create a patient", responses={201: Patient, 422: Problem})
 def create(body: PatientIn) -> Response:
-    patient = service.create_patient(current_database(), body)
+    patient = service.create_patient(current_database(), current_actor(), body)
     location = url_for("patients_api.read", patient_id=patient["id"])
     return _patient_response(patient, 201, Location=location)
 
 
 @api.get("/<int:patient_id>", summary="Read a patient", responses={200: Patient})
 def read(path: PatientPath) -> Response:
-    return _patient_response(service.get_patient(current_database(), path.patient_id))
+    return _patient_response(
+        service.get_patient(current_database(), current_actor(), path.patient_id)
+    )
 
 
 @api.put(
@@ -91,7 +95,9 @@ def read(path: PatientPath) -> Response:
     responses={200: Patient, **CHANGES},
 )
 def replace(path: PatientPath, body: PatientIn) -> Response:
-    patient = service.replace_patient(current_database(), path.patient_id, body, expected_version())
+    patient = service.replace_patient(
+        current_database(), current_actor(), path.patient_id, body, expected_version()
+    )
     return _patient_response(patient)
 
 
@@ -103,7 +109,9 @@ def replace(path: PatientPath, body: PatientIn) -> Response:
     responses={200: Patient, **CHANGES},
 )
 def patch(path: PatientPath, body: PatientPatch) -> Response:
-    patient = service.patch_patient(current_database(), path.patient_id, body, expected_version())
+    patient = service.patch_patient(
+        current_database(), current_actor(), path.patient_id, body, expected_version()
+    )
     return _patient_response(patient)
 
 
@@ -113,7 +121,7 @@ def patch(path: PatientPath, body: PatientPatch) -> Response:
     responses={204: None, 412: Problem},
 )
 def remove(path: PatientPath) -> Response:
-    service.delete_patient(current_database(), path.patient_id, expected_version())
+    service.delete_patient(current_database(), current_actor(), path.patient_id, expected_version())
     return Response(status=204)
 
 
@@ -123,4 +131,6 @@ def remove(path: PatientPath) -> Response:
     responses={200: Patient, 409: Problem},
 )
 def restore(path: PatientPath) -> Response:
-    return _patient_response(service.restore_patient(current_database(), path.patient_id))
+    return _patient_response(
+        service.restore_patient(current_database(), current_actor(), path.patient_id)
+    )

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import Connection, Engine
 
+from healthcare.audit.pending import PendingAudit
+from healthcare.audit.trail import Event
 from healthcare.db import raw
 from healthcare.db.engine import create_db_engine
 from healthcare.db.group_commit import GroupCommit, ProcessLock
@@ -17,15 +19,18 @@ T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, audit_delay: float = 0.25) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(engine, process_lock=_sqlite_process_lock(engine))
         self.pages = RevisionCache()
+        self.pending_audit = PendingAudit(self.write, audit_delay)
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = 30_000) -> Database:
-        return cls(create_db_engine(url, busy_timeout_ms=busy_timeout_ms))
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = 30_000, audit_delay: float = 0.25
+    ) -> Database:
+        return cls(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), audit_delay=audit_delay)
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is durably committed."""
@@ -36,7 +41,12 @@ class Database:
     ) -> list[list[tuple[Any, ...]]]:
         return raw.fetch(self.engine, *selects)
 
+    def audit_soon(self, event: Event) -> None:
+        """Record an event that changes nothing (a read, a refusal) with the next flush."""
+        self.pending_audit.add(event)
+
     def dispose(self) -> None:
+        self.pending_audit.close()
         self.engine.dispose()
 
 

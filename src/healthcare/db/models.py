@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 GENDERS = ("male", "female", "other", "unknown")
@@ -57,3 +66,100 @@ class PatientTotals(Base):
 
 
 patient_totals = PatientTotals.__table__
+
+
+ROLES = ("viewer", "clinician", "admin")
+# SQLite's INTEGER PRIMARY KEY is the row id itself; PostgreSQL gets a 64-bit key.
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="ck_users_role"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+users = User.__table__
+
+
+class ApiToken(Base):
+    """A bearer token: only its SHA-256 is stored (the token itself has 256 random bits, so a
+    fast hash is enough; a password needs a slow one because people choose them)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+api_tokens = ApiToken.__table__
+
+
+class UserSession(Base):
+    """A signed-in browser. The key is the SHA-256 of the cookie's value, so the table alone
+    cannot be used to take a session over."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[str] = mapped_column(Text, default="{}")
+
+
+user_sessions = UserSession.__table__
+
+
+class AuditEvent(Base):
+    """One row per access, append-only (database triggers refuse UPDATE and DELETE). ``hash``
+    chains each row to the one before it; ids are handed out by the chain, without gaps."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(64))
+    token_label: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    patient_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    client: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[str | None] = mapped_column(String(400))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+audit_events = AuditEvent.__table__
+
+
+class AuditChain(Base):
+    """The head of the audit chain: the last id and hash. Writers lock this row, so rows from
+    several processes join the chain one transaction at a time."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+audit_chain = AuditChain.__table__

@@ -81,3 +81,13 @@ def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, An
         return cursor.fetchone()
     finally:
         cursor.close()
+
+
+def execute_many_in(conn: Connection, statement: RawStatement, rows: list[dict[str, Any]]) -> None:
+    """Run a statement once per row inside ``conn``'s open transaction."""
+    arguments = [statement.arguments(conn.engine, row) for row in rows]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(arguments[0][0], [values for _sql, values in arguments])
+    finally:
+        cursor.close()

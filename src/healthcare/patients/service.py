@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
+from healthcare.audit.record import audited_read, audited_write
+from healthcare.audit.trail import Event
+from healthcare.auth.access import Actor, Permission, authorize
+from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
 from healthcare.db.models import patients
 from healthcare.db.raw import RawStatement, fetch_one_in
@@ -30,19 +34,6 @@ INSERT = RawStatement(
     )
     .returning(patients.c.id)
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime | str) -> str:
-    if isinstance(moment, str):
-        # SQLite's stored text, always UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'.
-        return moment.replace(" ", "T", 1) + "Z"
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
@@ -102,21 +93,32 @@ def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
         )
 
 
-def get_patient(db: Database, patient_id: int) -> dict[str, Any]:
-    [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
-    if not rows:
-        raise NotFound(f"No patient with id {patient_id}.")
-    return to_api(rows[0])
+def get_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
+
+    def read() -> dict[str, Any]:
+        [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
+        if not rows:
+            raise NotFound(f"No patient with id {patient_id}.")
+        return to_api(rows[0])
+
+    return audited_read(db, actor.event("patient.read", patient_id=patient_id), read)
 
 
-def list_patients(db: Database, query: PatientQuery) -> dict[str, Any]:
+def list_patients(db: Database, actor: Actor, query: PatientQuery) -> dict[str, Any]:
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.list")
     listing, params = queries.patient_listing(query, db.dialect)
-    return _page(db, listing, params, query)
+    page = _page(db, listing, params, query)
+    db.audit_soon(actor.event("patient.list"))
+    return page
 
 
-def list_deleted(db: Database, query: PageQuery) -> dict[str, Any]:
+def list_deleted(db: Database, actor: Actor, query: PageQuery) -> dict[str, Any]:
+    authorize(db, actor, Permission.MANAGE_DELETED, "patient.list")
     params = queries.page_parameters(query)
-    return _page(db, queries.deleted_listing, params, query, deleted_to_api)
+    page = _page(db, queries.deleted_listing, params, query, deleted_to_api)
+    db.audit_soon(actor.event("patient.list", detail="deleted patients"))
+    return page
 
 
 def _page(
@@ -143,16 +145,19 @@ def _page(
     return page
 
 
-def create_patient(db: Database, data: PatientIn) -> dict[str, Any]:
+def create_patient(db: Database, actor: Actor, data: PatientIn) -> dict[str, Any]:
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
     values = _stored_values(data)
 
-    def create(conn: Connection) -> dict[str, Any]:
+    def create(conn: Connection, event: Event) -> dict[str, Any]:
         now = utc_now()
         stored = {**values, "created_at": now, "updated_at": now, "version": 1}
         (patient_id,) = fetch_one_in(conn, INSERT, stored)
+        event.patient_id = patient_id
+        event.fields = [name for name in WRITABLE if values[name] is not None]
         return to_api(as_row({**stored, "id": patient_id}))
 
-    return db.write(create)
+    return audited_write(db, actor.event("patient.create"), create)
 
 
 def writable_fields(current: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,9 +181,12 @@ def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
     return PatientIn.model_validate(merged)
 
 
-def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[str, Any]:
+def _save(
+    conn: Connection, current: dict[str, Any], data: PatientIn, event: Event
+) -> dict[str, Any]:
     values = _stored_values(data)
-    if all(current[name] == values[name] for name in WRITABLE):
+    event.fields = [name for name in WRITABLE if current[name] != values[name]]
+    if not event.fields:
         return to_api(as_row(current))
     values.update(updated_at=utc_now(), version=current["version"] + 1)
     result = conn.execute(
@@ -193,32 +201,49 @@ def _save(conn: Connection, current: dict[str, Any], data: PatientIn) -> dict[st
 
 def _update(
     db: Database,
+    actor: Actor,
     patient_id: int,
     expected_version: int | None,
     new_data: Callable[[dict[str, Any]], PatientIn],
 ) -> dict[str, Any]:
-    def update_patient(conn: Connection) -> dict[str, Any]:
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.update", patient_id)
+
+    def update_patient(conn: Connection, event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
-        return _save(conn, current, new_data(current))
+        return _save(conn, current, new_data(current), event)
 
-    return db.write(update_patient)
+    return audited_write(db, actor.event("patient.update", patient_id=patient_id), update_patient)
 
 
 def replace_patient(
-    db: Database, patient_id: int, data: PatientIn, expected_version: int | None = None
+    db: Database,
+    actor: Actor,
+    patient_id: int,
+    data: PatientIn,
+    expected_version: int | None = None,
 ) -> dict[str, Any]:
-    return _update(db, patient_id, expected_version, lambda _current: data)
+    return _update(db, actor, patient_id, expected_version, lambda _current: data)
 
 
 def patch_patient(
-    db: Database, patient_id: int, patch: PatientPatch, expected_version: int | None = None
+    db: Database,
+    actor: Actor,
+    patient_id: int,
+    patch: PatientPatch,
+    expected_version: int | None = None,
 ) -> dict[str, Any]:
-    return _update(db, patient_id, expected_version, lambda current: merge_patch(current, patch))
+    return _update(
+        db, actor, patient_id, expected_version, lambda current: merge_patch(current, patch)
+    )
 
 
-def delete_patient(db: Database, patient_id: int, expected_version: int | None = None) -> None:
-    def soft_delete(conn: Connection) -> None:
+def delete_patient(
+    db: Database, actor: Actor, patient_id: int, expected_version: int | None = None
+) -> None:
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.delete", patient_id)
+
+    def soft_delete(conn: Connection, _event: Event) -> None:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         now = utc_now()
@@ -228,11 +253,14 @@ def delete_patient(db: Database, patient_id: int, expected_version: int | None =
             .values(deleted_at=now, updated_at=now, version=current["version"] + 1)
         )
 
-    db.write(soft_delete)
+    audited_write(db, actor.event("patient.delete", patient_id=patient_id), soft_delete)
 
 
-def restore_patient(db: Database, patient_id: int) -> dict[str, Any]:
-    def restore(conn: Connection) -> dict[str, Any]:
+def restore_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
+    """Undo a delete: clinicians may, so that "undo" works for whoever deleted by mistake."""
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.restore", patient_id)
+
+    def restore(conn: Connection, _event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
@@ -240,16 +268,17 @@ def restore_patient(db: Database, patient_id: int) -> dict[str, Any]:
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
         return to_api(as_row({**current, **values}))
 
-    return db.write(restore)
+    return audited_write(db, actor.event("patient.restore", patient_id=patient_id), restore)
 
 
-def purge_patient(db: Database, patient_id: int) -> None:
+def purge_patient(db: Database, actor: Actor, patient_id: int) -> None:
     """Remove a soft-deleted patient for good: an operator's decision, never the API's."""
+    authorize(db, actor, Permission.MANAGE_DELETED, "patient.purge", patient_id)
 
-    def purge(conn: Connection) -> None:
+    def purge(conn: Connection, _event: Event) -> None:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted; delete it before purging it.")
         conn.execute(delete(patients).where(patients.c.id == patient_id))
 
-    db.write(purge)
+    audited_write(db, actor.event("patient.purge", patient_id=patient_id), purge)

@@ -1,0 +1,49 @@
+"""Running a use case with its audit row: a change commits with its row; anything else (a
+read, a refusal) is recorded with the next flush of pending events."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import Connection
+
+from healthcare.audit.trail import Event, append
+from healthcare.errors import ServiceError
+
+if TYPE_CHECKING:
+    from healthcare.db.database import Database
+
+T = TypeVar("T")
+
+
+def audited_write(db: Database, event: Event, work: Callable[[Connection, Event], T]) -> T:
+    """Run ``work`` in a write transaction that also appends ``event``, which ``work`` may
+    complete (the new patient's id, the fields it changed). A refusal is recorded with its
+    outcome instead, and raised."""
+
+    def unit(conn: Connection) -> T:
+        result = work(conn, event)
+        append(conn, [event])
+        return result
+
+    try:
+        return db.write(unit)
+    except Exception as exc:
+        db.audit_soon(dataclasses.replace(event, outcome=outcome_of(exc), fields=None))
+        raise
+
+
+def audited_read(db: Database, event: Event, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except Exception as exc:
+        event.outcome = outcome_of(exc)
+        raise
+    finally:
+        db.audit_soon(event)
+
+
+def outcome_of(exc: Exception) -> str:
+    return exc.outcome if isinstance(exc, ServiceError) else "error"

@@ -1,0 +1,152 @@
+"""Append-only, hash-chained audit rows: writing them, checking the chain, reading them back.
+
+Each row's hash is SHA-256 over the previous row's hash and the row's own values, so editing,
+removing or reordering any row breaks the chain from that row on. Ids come from the chain head
+(one locked row), so they have no gaps and follow commit order, whichever process wrote them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from healthcare import clock
+from healthcare.db.models import audit_chain, audit_events
+from healthcare.db.raw import RawStatement, execute_many_in, fetch_one_in
+
+GENESIS_HASH = "0" * 64
+VALUE_COLUMNS = (
+    "at",
+    "user_id",
+    "username",
+    "token_label",
+    "action",
+    "patient_id",
+    "outcome",
+    "client",
+    "request_id",
+    "fields",
+    "detail",
+)
+SUCCESS = "success"
+
+CHAIN_HEAD = RawStatement(
+    select(audit_chain.c.last_id, audit_chain.c.last_hash)
+    .where(audit_chain.c.id == 1)
+    .with_for_update()
+)
+MOVE_HEAD = RawStatement(
+    update(audit_chain)
+    .where(audit_chain.c.id == 1)
+    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
+)
+INSERT = RawStatement(
+    insert(audit_events).values(
+        {
+            name: bindparam(name, type_=audit_events.c[name].type)
+            for name in ("id", *VALUE_COLUMNS, "hash")
+        }
+    )
+)
+
+
+@dataclass(slots=True)
+class Event:
+    """One audited access. ``fields`` names what an update changed, never the values."""
+
+    action: str
+    outcome: str = SUCCESS
+    user_id: int | None = None
+    username: str | None = None
+    token_label: str | None = None
+    client: str | None = None
+    request_id: str | None = None
+    patient_id: int | None = None
+    fields: Sequence[str] | None = None
+    detail: str | None = None
+    at: datetime = field(default_factory=lambda: clock.utc_now())
+
+    def values(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in VALUE_COLUMNS}
+        values["fields"] = ",".join(sorted(self.fields)) if self.fields else None
+        if values["detail"] is not None:
+            values["detail"] = values["detail"][:200]
+        return values
+
+
+def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:
+    payload = [event_id, clock.rfc3339(clock.as_utc(values["at"]))]
+    payload += [values[name] for name in VALUE_COLUMNS[1:]]
+    return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
+
+
+def append(conn: Connection, events: Sequence[Event]) -> None:
+    """Add events to the chain inside the caller's transaction: they commit with its change."""
+    if not events:
+        return
+    last_id, last_hash = fetch_one_in(conn, CHAIN_HEAD, {})
+    rows = []
+    for event in events:
+        last_id += 1
+        values = event.values()
+        last_hash = row_hash(last_hash, last_id, values)
+        rows.append({"id": last_id, **values, "hash": last_hash})
+    execute_many_in(conn, INSERT, rows)
+    execute_many_in(conn, MOVE_HEAD, [{"last_id": last_id, "last_hash": last_hash}])
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    rows: int
+    broken_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def verify(engine: Engine) -> ChainReport:
+    """Walk the whole chain; the first row whose id or hash is not what the chain says."""
+    expected_id, previous, count = 1, GENESIS_HASH, 0
+    with engine.connect() as conn:
+        rows = conn.execution_options(yield_per=2000).execute(
+            select(audit_events).order_by(audit_events.c.id)
+        )
+        for row in rows.mappings():
+            if row["id"] != expected_id:
+                return ChainReport(count, expected_id, f"row {expected_id} is missing")
+            if row_hash(previous, row["id"], dict(row)) != row["hash"]:
+                return ChainReport(count, row["id"], f"row {row['id']} does not match its hash")
+            previous, expected_id, count = row["hash"], expected_id + 1, count + 1
+        last_id, last_hash = conn.execute(
+            select(audit_chain.c.last_id, audit_chain.c.last_hash)
+        ).one()
+    if (last_id, last_hash) != (count, previous):
+        return ChainReport(count, count + 1, f"rows after {count} are missing (head at {last_id})")
+    return ChainReport(count)
+
+
+def as_api(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "at": clock.rfc3339(clock.as_utc(row["at"])),
+        **{name: row[name] for name in VALUE_COLUMNS[1:] if name != "fields"},
+        "fields": row["fields"].split(",") if row["fields"] else [],
+        "hash": row["hash"],
+    }
+
+
+def export(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every row at or after ``since``, oldest first, as the API shows them."""
+    statement = select(audit_events).order_by(audit_events.c.id)
+    if since is not None:
+        statement = statement.where(audit_events.c.at >= since)
+    with engine.connect() as conn:
+        for row in conn.execution_options(yield_per=2000).execute(statement).mappings():
+            yield as_api(row)

@@ -1,0 +1,1 @@
+"""Who may do what: users and roles, passwords, API tokens, browser sessions, enforcement."""

@@ -1,0 +1,105 @@
+"""Enforcement for every request: who is calling (a bearer token or a browser session), 401
+for nobody, CSRF for browsers, and the actor the use cases run on behalf of.
+
+Deny by default: only the endpoints in ``PUBLIC_ENDPOINTS`` answer without credentials. What
+a signed-in role may do is decided by the use cases (``authorize``), for API and UI alike."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import cast
+
+from flask import Flask, Response, current_app, g, redirect, request, session, url_for
+
+from healthcare.api.problems import problem
+from healthcare.auth.access import Actor
+from healthcare.auth.sessions import (
+    ServerSession,
+    ServerSessionInterface,
+    SessionPolicy,
+    csrf_valid,
+)
+from healthcare.auth.tokens import actor_for_token
+from healthcare.db.database import current_database
+from healthcare.observability import current_request_id
+
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "health_api.healthz",
+        "health_api.readyz",
+        "static",
+        "ui.static",
+        "ui.index",
+        "ui.login",
+        "docs.docs_script",
+        "docs.docs_asset",
+    }
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+REALM = 'Bearer realm="healthcare"'
+
+
+def current_actor() -> Actor:
+    return cast(Actor, g.actor)
+
+
+def current_session() -> ServerSession:
+    return cast(ServerSession, session._get_current_object())  # type: ignore[attr-defined]
+
+
+def csrf_ok() -> bool:
+    token = request.form.get(CSRF_FIELD) if request.form else None
+    token = token or request.headers.get(CSRF_HEADER)
+    return csrf_valid(current_app.secret_key, current_session(), token)  # type: ignore[arg-type]
+
+
+def _with_request(actor: Actor) -> Actor:
+    return dataclasses.replace(actor, client=request.remote_addr, request_id=current_request_id())
+
+
+def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Response:
+    actor = current_actor()
+    detail = f"{reason}: {request.method} {request.path}"
+    current_database().audit_soon(actor.event("access.denied", outcome="denied", detail=detail))
+    if request.blueprint == "ui" and status == 401:
+        ended = current_session().ended
+        return redirect(url_for("ui.login", next=request.path, reason=ended and "ended"))
+    if status == 401:
+        response = problem(401, "Unauthorized", "Sign in, or send a valid bearer token.")
+        challenge = REALM + (', error="invalid_token"' if invalid_token else "")
+        response.headers["WWW-Authenticate"] = challenge
+        return response
+    return problem(403, "Forbidden", "The form's CSRF token is missing or stale: reload the page.")
+
+
+def authenticate() -> Response | None:
+    g.actor = _with_request(Actor(None, None, None))
+    endpoint = request.endpoint
+    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+        return None  # unknown paths get their 404/405; public pages check what they need
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _refuse(401, "malformed Authorization header", invalid_token=True)
+        actor, reason = actor_for_token(current_database(), token.strip())
+        if actor is None:
+            return _refuse(401, reason, invalid_token=True)
+        g.actor = _with_request(actor)
+        return None
+    browser = current_session()
+    if browser.user is None:
+        return _refuse(
+            401, f"session ended ({browser.ended})" if browser.ended else "no credentials"
+        )
+    g.actor = _with_request(browser.user)
+    if request.method not in SAFE_METHODS and not csrf_ok():
+        return _refuse(403, "missing or wrong CSRF token")
+    return None
+
+
+def init_app(app: Flask, policy: SessionPolicy) -> None:
+    app.session_interface = ServerSessionInterface(policy)
+    app.before_request(authenticate)
