@@ -10,17 +10,18 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from healthcare import create_app
+from healthcare import clock, create_app
 from healthcare.audit.trail import GENESIS_HASH
 from healthcare.auth import tokens
 from healthcare.auth.access import Actor, Role
@@ -269,3 +270,31 @@ def new_patient(client: FlaskClient, **fields: Any) -> dict[str, Any]:
     response = client.post("/patients", json=body)
     assert response.status_code == 201, response.json
     return response.json
+
+
+@pytest.fixture
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The ``healthcare`` command against the test database."""
+    monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
+    return CliRunner()
+
+
+class FakeClock:
+    """The service's clock, stopped at the real time and moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(clock, "utc_now", fake)
+    return fake

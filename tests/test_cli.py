@@ -8,16 +8,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from healthcare.cli import main
-from healthcare.config import Settings
 from healthcare.db import migrate
-from tests.conftest import TEST_SECRET, new_patient
-
-
-@pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
-    return CliRunner()
+from tests.conftest import new_patient
 
 
 @pytest.mark.usefixtures("app")

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from healthcare.auth.access import Role
 
+
+def _normalised(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 Username = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9][a-z0-9._@-]{0,63}$"
-    ),
-    Field(description="1-64 of a-z, 0-9, '.', '_', '@', '-'; stored in lower case."),
+    BeforeValidator(_normalised),
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._@-]{0,63}$"),
+    Field(description="1-64 of a-z, 0-9, '.', '_', '@', '-'; case is ignored."),
 ]
 Password = Annotated[
     str, Field(min_length=1, max_length=256, json_schema_extra={"format": "password"})

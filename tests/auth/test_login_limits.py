@@ -1,0 +1,95 @@
+"""The brute-force brake: failed sign-ins are limited per account and per client address,
+with the count kept in the database so that every server worker sees the same one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+from flask_openapi3 import OpenAPI
+
+from healthcare.db.database import Database
+from tests.auth.test_sessions import sign_in
+from tests.conftest import Account, FakeClock, audit_rows
+
+WRONG = "not the right password"
+
+
+def test_the_sixth_failure_in_a_row_is_refused_with_retry_after(
+    app: OpenAPI, accounts: dict[str, Account], db: Database
+) -> None:
+    for _ in range(5):
+        assert sign_in(app.test_client(), "viewer", WRONG).status_code == 401
+    throttled = sign_in(app.test_client(), "viewer")  # even the right password waits
+    assert throttled.status_code == 429
+    retry_after = int(throttled.headers["Retry-After"])
+    assert 14 * 60 < retry_after <= 15 * 60
+    assert "Try again in 15 minute" in throttled.get_data(as_text=True)
+    outcomes = [row["outcome"] for row in audit_rows(db, action="login.failure")]
+    assert outcomes == ["failure"] * 5 + ["throttled"]
+
+
+def test_the_limit_lifts_when_the_window_has_passed(
+    app: OpenAPI, accounts: dict[str, Account], fake_clock: FakeClock
+) -> None:
+    for _ in range(5):
+        sign_in(app.test_client(), "viewer", WRONG)
+    fake_clock.advance(minutes=10)
+    assert sign_in(app.test_client(), "viewer").status_code == 429
+    fake_clock.advance(minutes=5, seconds=1)
+    assert sign_in(app.test_client(), "viewer").status_code == 303
+
+
+def test_other_accounts_are_not_held_up_by_one_under_attack(
+    app: OpenAPI, accounts: dict[str, Account]
+) -> None:
+    for _ in range(5):
+        sign_in(app.test_client(), "viewer", WRONG)
+    assert sign_in(app.test_client(), "clinician").status_code == 303
+
+
+def test_one_address_trying_many_accounts_is_limited(
+    make_app: Callable[..., OpenAPI], accounts: dict[str, Account]
+) -> None:
+    app = make_app(login_max_failures_per_client=3)
+    for name in ("alice", "bob", "carol"):
+        assert sign_in(app.test_client(), name, WRONG).status_code == 401
+    response = sign_in(app.test_client(), "admin")
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_the_count_is_shared_by_every_worker(
+    make_app: Callable[..., OpenAPI], accounts: dict[str, Account]
+) -> None:
+    """Two app instances on one database stand for two server processes (the live-server
+    version of this is in tests/e2e/test_serve.py)."""
+    workers = [make_app(), make_app()]
+    for attempt in range(5):
+        worker = workers[attempt % 2]
+        assert sign_in(worker.test_client(), "admin", WRONG).status_code == 401
+    for worker in workers:
+        assert sign_in(worker.test_client(), "admin").status_code == 429
+
+
+def test_unknown_users_are_counted_like_real_ones(
+    app: OpenAPI, accounts: dict[str, Account], db: Database
+) -> None:
+    for _ in range(5):
+        assert sign_in(app.test_client(), "nobody-here", WRONG).status_code == 401
+    assert sign_in(app.test_client(), "nobody-here", WRONG).status_code == 429
+    failures = audit_rows(db, action="login.failure")
+    assert {row["username"] for row in failures} == {"nobody-here"}
+
+
+def test_the_answer_does_not_tell_which_part_was_wrong(
+    app: OpenAPI, accounts: dict[str, Account], client: FlaskClient
+) -> None:
+    unknown = sign_in(app.test_client(), "nobody-here", WRONG).get_data(as_text=True)
+    wrong = sign_in(app.test_client(), "viewer", WRONG).get_data(as_text=True)
+    assert client.post("/users/clinician/disable").status_code == 200
+    disabled = sign_in(app.test_client(), "clinician").get_data(as_text=True)
+    message = "The user name or password is not right."
+    assert message in unknown
+    assert message in wrong
+    assert message in disabled

@@ -1,0 +1,99 @@
+"""API tokens: shown once, stored hashed, named, revocable, expiring; the CLI for them."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+
+from healthcare.auth.tokens import digest
+from healthcare.cli import main
+from healthcare.db.database import Database
+from healthcare.db.models import api_tokens
+from tests.conftest import FakeClock, audit_rows, bearer
+
+
+def test_a_token_is_shown_once_and_stored_only_as_a_hash(
+    client: FlaskClient, anonymous: FlaskClient, engine: Engine
+) -> None:
+    created = client.post("/tokens", json={"username": "viewer", "label": "reports"})
+    assert created.status_code == 201
+    token = created.json["token"]
+    assert token.startswith("hct_")
+    assert len(token) > 40
+    with engine.connect() as conn:
+        stored = conn.execute(select(api_tokens.c.token_hash)).scalars().all()
+    assert digest(token) in stored
+    assert token not in stored
+    assert token not in client.get("/tokens").get_data(as_text=True)
+    me = anonymous.get("/me", headers=bearer(token))
+    assert me.json == {"username": "viewer", "role": "viewer", "token_label": "reports"}
+
+
+def test_a_revoked_token_stops_working_at_once(
+    client: FlaskClient, anonymous: FlaskClient, db: Database
+) -> None:
+    created = client.post("/tokens", json={"username": "clinician", "label": "sync"}).json
+    assert anonymous.get("/patients", headers=bearer(created["token"])).status_code == 200
+    revoked = client.delete(f"/tokens/{created['id']}")
+    assert revoked.status_code == 200
+    assert revoked.json["state"] == "revoked"
+    assert anonymous.get("/patients", headers=bearer(created["token"])).status_code == 401
+    assert client.delete(f"/tokens/{created['id']}").status_code == 200  # idempotent
+    assert client.delete("/tokens/999999").status_code == 404
+    [row] = audit_rows(db, action="token.revoke")[:1]
+    assert "label=sync" in row["detail"]
+
+
+def test_a_token_expires(
+    client: FlaskClient, anonymous: FlaskClient, fake_clock: FakeClock
+) -> None:
+    created = client.post(
+        "/tokens", json={"username": "viewer", "label": "week", "expires_in_days": 7}
+    ).json
+    fake_clock.advance(days=6, hours=23)
+    assert anonymous.get("/patients", headers=bearer(created["token"])).status_code == 200
+    fake_clock.advance(hours=2)
+    response = anonymous.get("/patients", headers=bearer(created["token"]))
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    [listed] = [t for t in client.get("/tokens").json["items"] if t["label"] == "week"]
+    assert listed["state"] == "expired"
+
+
+def test_token_requests_are_checked(client: FlaskClient) -> None:
+    assert client.post("/tokens", json={"username": "ghost", "label": "x"}).status_code == 404
+    client.post("/users/viewer/disable")
+    assert client.post("/tokens", json={"username": "viewer", "label": "x"}).status_code == 409
+    for body in (
+        {"username": "clinician", "label": ""},
+        {"username": "clinician", "label": "x", "expires_in_days": 0},
+        {"username": "clinician", "label": "x", "expires_in_days": 4000},
+    ):
+        assert client.post("/tokens", json=body).status_code == 422, body
+
+
+@pytest.mark.usefixtures("accounts")
+def test_cli_creates_lists_and_revokes_tokens(runner: CliRunner, anonymous: FlaskClient) -> None:
+    created = runner.invoke(main, ["tokens", "create", "viewer", "--label", "laptop",
+                                   "--expires-in", "30"])  # fmt: skip
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip()
+    assert token.startswith("hct_")
+    assert "cannot be shown again" in created.stderr
+    assert anonymous.get("/me", headers=bearer(token)).status_code == 200
+    listed = runner.invoke(main, ["tokens", "list", "viewer"])
+    assert "laptop" in listed.output
+    assert token not in listed.output
+    token_id = next(line.split()[0] for line in listed.output.splitlines() if "laptop" in line)
+    revoked = runner.invoke(main, ["tokens", "revoke", token_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert anonymous.get("/me", headers=bearer(token)).status_code == 401
+
+
+@pytest.mark.usefixtures("accounts")
+def test_cli_refuses_unknown_users_and_bad_expiry(runner: CliRunner) -> None:
+    assert runner.invoke(main, ["tokens", "create", "ghost"]).exit_code == 2
+    assert runner.invoke(main, ["tokens", "create", "viewer", "--expires-in", "0"]).exit_code == 2
+    assert runner.invoke(main, ["tokens", "revoke", "424242"]).exit_code == 2
