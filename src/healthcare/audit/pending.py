@@ -45,19 +45,29 @@ class PendingAudit:
         if many:
             self._wake.set()
 
+    def take(self) -> list[Event]:
+        """Every waiting event, for a write that will add them to its own transaction."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def put_back(self, events: list[Event]) -> None:
+        """Events taken by a write that did not commit: they wait for the next flush."""
+        if events:
+            with self._lock:
+                self._events[:0] = events
+
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""
         with self._flushing:
-            with self._lock:
-                events, self._events = self._events, []
+            events = self.take()
             if not events:
                 return 0
             try:
                 self._write(lambda conn: append(conn, events))
             except Exception:
                 log.exception("audit events not written yet; keeping them for the next flush")
-                with self._lock:
-                    self._events[:0] = events[-MAX_KEPT_ON_FAILURE:]
+                self.put_back(events[-MAX_KEPT_ON_FAILURE:])
                 return 0
             return len(events)
 

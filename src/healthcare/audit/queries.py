@@ -86,6 +86,7 @@ def find_events(
     authorize(db, actor, Permission.READ_AUDIT, "audit.read", patient_id)
 
     def read() -> dict[str, Any]:
+        db.pending_audit.flush()  # this process's latest reads belong on the page
         with db.engine.connect() as conn:
             rows = conn.execute(_filtered(query, patient_id)).mappings().all()
         items = [as_api(row) for row in rows[: query.limit]]

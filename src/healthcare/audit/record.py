@@ -21,16 +21,22 @@ T = TypeVar("T")
 def audited_write(db: Database, event: Event, work: Callable[[Connection, Event], T]) -> T:
     """Run ``work`` in a write transaction that also appends ``event``, which ``work`` may
     complete (the new patient's id, the fields it changed). A refusal is recorded with its
-    outcome instead, and raised."""
+    outcome instead, and raised.
+
+    The transaction also carries this process's waiting read events, so that the chain keeps
+    them ahead of the change that followed them."""
+    carried: list[Event] = []
 
     def unit(conn: Connection) -> T:
+        carried.extend(db.pending_audit.take())  # kept across a retry of this unit
         result = work(conn, event)
-        append(conn, [event])
+        append(conn, [*carried, event])
         return result
 
     try:
         return db.write(unit)
     except Exception as exc:
+        db.pending_audit.put_back(carried)
         db.audit_soon(dataclasses.replace(event, outcome=outcome_of(exc), fields=None))
         raise
 

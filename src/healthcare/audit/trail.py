@@ -115,18 +115,16 @@ def verify(engine: Engine) -> ChainReport:
     """Walk the whole chain; the first row whose id or hash is not what the chain says."""
     expected_id, previous, count = 1, GENESIS_HASH, 0
     with engine.connect() as conn:
-        rows = conn.execution_options(yield_per=2000).execute(
-            select(audit_events).order_by(audit_events.c.id)
-        )
-        for row in rows.mappings():
-            if row["id"] != expected_id:
-                return ChainReport(count, expected_id, f"row {expected_id} is missing")
-            if row_hash(previous, row["id"], dict(row)) != row["hash"]:
-                return ChainReport(count, row["id"], f"row {row['id']} does not match its hash")
-            previous, expected_id, count = row["hash"], expected_id + 1, count + 1
-        last_id, last_hash = conn.execute(
-            select(audit_chain.c.last_id, audit_chain.c.last_hash)
-        ).one()
+        statement = select(audit_events).order_by(audit_events.c.id)
+        with conn.execution_options(yield_per=2000).execute(statement) as result:
+            for row in result.mappings():
+                if row["id"] != expected_id:
+                    return ChainReport(count, expected_id, f"row {expected_id} is missing")
+                if row_hash(previous, row["id"], dict(row)) != row["hash"]:
+                    return ChainReport(count, row["id"], f"row {row['id']} does not match its hash")
+                previous, expected_id, count = row["hash"], expected_id + 1, count + 1
+        head = select(audit_chain.c.last_id, audit_chain.c.last_hash)
+        last_id, last_hash = conn.execute(head).one()
     if (last_id, last_hash) != (count, previous):
         return ChainReport(count, count + 1, f"rows after {count} are missing (head at {last_id})")
     return ChainReport(count)
@@ -147,6 +145,9 @@ def export(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, 
     statement = select(audit_events).order_by(audit_events.c.id)
     if since is not None:
         statement = statement.where(audit_events.c.at >= since)
-    with engine.connect() as conn:
-        for row in conn.execution_options(yield_per=2000).execute(statement).mappings():
+    with (
+        engine.connect() as conn,
+        conn.execution_options(yield_per=2000).execute(statement) as result,
+    ):
+        for row in result.mappings():
             yield as_api(row)
