@@ -7,10 +7,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
+from flask_openapi3 import OpenAPI
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from healthcare.auth.sessions import COOKIE
 from healthcare.observability import BufferedStreamHandler
-from tests.conftest import new_patient
+from tests.auth.test_sessions import csrf_from, sign_in
+from tests.conftest import TEST_PASSWORD, Account, bearer, new_patient
 
 SECRET_NAME = "Philippa Quarrington"
 SECRET_DISEASE = "Rare-Condition-XYZ"
@@ -66,3 +72,74 @@ def test_buffered_log_lines_reach_the_stream_on_flush_and_errors_at_once() -> No
         assert stream.getvalue().splitlines()[-1] == "third"
     finally:
         logger.removeHandler(handler)
+
+
+def test_no_secret_in_any_log_line(
+    app: OpenAPI,
+    client: FlaskClient,
+    accounts: dict[str, Account],
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Passwords, tokens, session ids and CSRF tokens never reach the log, on any path."""
+    new_password = "vermilion otter sings 77"
+    created_user_password = "quartz meadow lantern 19"
+    browser = app.test_client()
+    sign_in(browser, "nobody", "wrong-password-Zx81!")
+    sign_in(browser, "clinician")
+    session_id = browser.get_cookie(COOKIE).value
+    csrf = csrf_from(browser)
+    browser.post(
+        "/me/password",
+        json={"current_password": TEST_PASSWORD, "new_password": new_password},
+        headers={"X-CSRF-Token": csrf},
+    )
+    client.post("/users", json={"username": "newbie", "role": "viewer",
+                                "password": created_user_password})  # fmt: skip
+    token = client.post("/tokens", json={"username": "viewer", "label": "t"}).json["token"]
+    app.test_client().get("/patients", headers=bearer(token))
+    app.test_client().get("/patients", headers=bearer(token + "x"))
+    text = repr(log_lines())
+    secrets = [TEST_PASSWORD, "wrong-password-Zx81!", new_password, created_user_password, token,
+               session_id, csrf, accounts["admin"].token]  # fmt: skip
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_database_errors_do_not_carry_their_parameters(engine: Engine) -> None:
+    with pytest.raises(DBAPIError) as error, engine.connect() as conn:
+        conn.execute(text("SELECT no_such_column WHERE 1 = :value"), {"value": SECRET_NAME})
+    assert SECRET_NAME not in str(error.value)
+
+
+ALWAYS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/patients", "/patients/424242", "/login", "/ui/static/style.css", "/nowhere",
+     "/docs", "/openapi.json", "/me"],
+)  # fmt: skip
+def test_security_headers_on_every_response(
+    client: FlaskClient, anonymous: FlaskClient, path: str
+) -> None:
+    for caller in (client, anonymous):
+        response = caller.get(path)
+        for name, value in ALWAYS.items():
+            assert response.headers[name] == value, (path, name)
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert "http" not in csp  # no third-party origin
+        assert "Strict-Transport-Security" not in response.headers  # plain HTTP
+        assert response.headers["Server"] == "healthcare"
+
+
+def test_answers_with_patient_data_are_never_cached(client: FlaskClient) -> None:
+    patient = new_patient(client)
+    for path in ("/patients", f"/patients/{patient['id']}", "/ui/patients", "/audit"):
+        assert client.get(path).headers["Cache-Control"] == "no-store", path

@@ -39,6 +39,8 @@ SECURITY_HEADERS = (
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    # Replaces the server's own banner: nothing about the software or its version.
+    ("Server", "healthcare"),
 )
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 

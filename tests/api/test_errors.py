@@ -163,3 +163,9 @@ def test_unexpected_error_is_500_with_request_id_matching_the_log(
     assert errors
     assert errors[0]["request_id"] == "req-123"
     assert "kaboom" in errors[0]["exception"]
+
+
+def test_a_query_parameter_given_twice_is_refused(client: FlaskClient) -> None:
+    response = client.get("/patients?disease=flu&disease=cold&limit=5")
+    problem = assert_problem(response, 422)
+    assert [e["field"] for e in problem["errors"]] == ["disease"]

@@ -299,3 +299,21 @@ def test_concurrent_readers_and_writers_keep_one_unbroken_chain(
     report = trail.verify(db.engine)
     assert report.intact
     assert report.rows == 201
+
+
+def test_any_text_a_caller_sends_can_be_recorded(db: Database) -> None:
+    """A NUL byte (PostgreSQL refuses those in text) or an overlong name must not stop an
+    audit row from being written, or every later write that carries it."""
+    event = trail.Event(
+        "login.failure", outcome="failure", username="evil\x00name" * 20, detail="x\x00" * 300
+    )
+    db.write(lambda conn: trail.append(conn, [event]))
+    [row] = audit_rows(db)
+    assert "\x00" not in row["username"]
+    assert len(row["username"]) == 64
+    assert len(row["detail"]) == 200
+    assert trail.verify(db.engine).intact
+
+
+def test_audit_search_refuses_control_characters(client: FlaskClient) -> None:
+    assert client.get("/audit", query_string={"username": "ad\x00min"}).status_code == 422

@@ -70,6 +70,7 @@ def test_token_requests_are_checked(client: FlaskClient) -> None:
         {"username": "clinician", "label": ""},
         {"username": "clinician", "label": "x", "expires_in_days": 0},
         {"username": "clinician", "label": "x", "expires_in_days": 4000},
+        {"username": "clinician", "label": "nul\u0000byte"},
     ):
         assert client.post("/tokens", json=body).status_code == 422, body
 

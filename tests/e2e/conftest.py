@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import TEST_SECRET
+from healthcare.db.engine import create_db_engine
+from tests.conftest import TEST_SECRET, add_token, add_user
 
 
 def free_port() -> int:
@@ -35,6 +37,11 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout)
+
+    def crash(self) -> None:
+        """SIGKILL the server and its workers at once, as a power cut would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -58,6 +65,7 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 30
@@ -89,8 +97,26 @@ def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     return result
 
 
+def api_session(database_url: str, role: str = "admin") -> requests.Session:
+    """HTTP calls as a new user of ``role``, with a token made straight in the database."""
+    engine = create_db_engine(database_url)
+    try:
+        user_id = add_user(engine, f"e2e-{role}-{uuid.uuid4().hex[:8]}", role)
+        token = add_token(engine, user_id, "e2e")
+    finally:
+        engine.dispose()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
 def write_burst_then(
-    base_url: str, interrupt: Callable[[], None], *, writes: int = 300, threads: int = 8
+    base_url: str,
+    interrupt: Callable[[], None],
+    http: requests.Session,
+    *,
+    writes: int = 300,
+    threads: int = 8,
 ) -> list[dict[str, Any]]:
     """POST ``writes`` patients from ``threads`` threads, call ``interrupt`` (stop the server)
     once a sixth of them have been answered, and return every patient acknowledged with 201."""
@@ -98,7 +124,7 @@ def write_burst_then(
 
     def write(i: int) -> None:
         try:
-            response = requests.post(
+            response = http.post(
                 f"{base_url}/patients", json={"name": f"Burst {i}", "age": 20}, timeout=10
             )
         except requests.RequestException:
@@ -119,3 +145,10 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     yield server
     if server.process.poll() is None:
         server.stop()
+
+
+@pytest.fixture
+def http(database_url: str) -> requests.Session:
+    """An admin's authenticated HTTP session for the live server (made anew for each test,
+    since other tests empty the users table between tests)."""
+    return api_session(database_url)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,13 @@ class Deployment:
     url: str
     image: str
     base_image: str
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def sign_in_with_a_new_token(self) -> None:
+        """An API token for the first-run admin, made the way an operator makes one."""
+        made = self.compose("exec", "-T", "app", "healthcare", "tokens", "create", "admin",
+                            "--label", "tests")  # fmt: skip
+        self.http.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return docker("compose", "--project-directory", str(ROOT), "-p", self.project,
@@ -59,12 +66,12 @@ class Deployment:
         raise AssertionError(f"app did not become healthy:\n{logs}")
 
     def post(self, name: str) -> requests.Response:
-        return requests.post(f"{self.url}/patients", json={"name": name, "age": 33}, timeout=10)
+        return self.http.post(f"{self.url}/patients", json={"name": name, "age": 33}, timeout=10)
 
     def names(self) -> list[str]:
         names: list[str] = []
         while True:
-            page = requests.get(
+            page = self.http.get(
                 f"{self.url}/patients", params={"limit": 500, "offset": len(names)}, timeout=10
             ).json()
             names += [p["name"] for p in page["items"]]
@@ -97,6 +104,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     deployed.compose("up", "-d")
     try:
         deployed.wait_healthy()
+        deployed.sign_in_with_a_new_token()
         yield deployed
     finally:
         deployed.compose("down", "-v", "--remove-orphans", check=False)
@@ -116,14 +124,23 @@ def test_image_runs_as_non_root_within_its_size_budget(deployment: Deployment) -
                        "ls /opt/venv/bin/pip /build 2>/dev/null", check=False).stdout  # fmt: skip
 
 
+def test_first_run_admin_password_is_in_the_log_once(deployment: Deployment) -> None:
+    logs = deployment.compose("logs", "app").stdout
+    assert logs.count("first run: created user 'admin' with password") == 1
+
+
 def test_crud_over_http(deployment: Deployment) -> None:
+    assert requests.get(f"{deployment.url}/patients", timeout=10).status_code == 401
     created = deployment.post("Container Crud")
     assert created.status_code == 201
     url = deployment.url + created.headers["Location"]
-    assert requests.patch(url, json={"age": 34}, timeout=10).json()["version"] == 2
-    assert requests.delete(url, timeout=10).status_code == 204
-    assert requests.post(f"{url}/restore", timeout=10).status_code == 200
-    assert requests.get(url, timeout=10).json()["age"] == 34
+    http = deployment.http
+    assert http.patch(url, json={"age": 34}, timeout=10).json()["version"] == 2
+    assert http.delete(url, timeout=10).status_code == 204
+    assert http.post(f"{url}/restore", timeout=10).status_code == 200
+    assert http.get(url, timeout=10).json()["age"] == 34
+    verified = deployment.compose("exec", "-T", "app", "healthcare", "audit", "verify")
+    assert "audit trail intact" in verified.stdout
 
 
 def test_records_survive_restart_and_recreation(deployment: Deployment) -> None:
@@ -153,7 +170,9 @@ def test_stop_during_a_write_burst_keeps_every_acknowledged_write(
 ) -> None:
     acknowledged = [
         patient["name"]
-        for patient in write_burst_then(deployment.url, lambda: deployment.compose("stop", "app"))
+        for patient in write_burst_then(
+            deployment.url, lambda: deployment.compose("stop", "app"), deployment.http
+        )
     ]
     assert acknowledged
     deployment.compose("start", "app")
@@ -214,6 +233,7 @@ def test_postgres_profile_migrates_once_and_serves(deployment: Deployment, tmp_p
     try:
         stack.compose("--profile", "postgres", "up", "-d")
         stack.wait_healthy()
+        stack.sign_in_with_a_new_token()
         ready = requests.get(f"{stack.url}/readyz", timeout=10).json()
         assert ready["database"] == "postgresql"
         migrate = stack.compose("--profile", "postgres", "ps", "-a", "--format", "json",

@@ -13,44 +13,54 @@ from tests.e2e.conftest import Server, start_server, write_burst_then
 pytestmark = pytest.mark.slow
 
 
-def test_crud_over_http(live_server: Server) -> None:
+def test_crud_over_http(live_server: Server, http: requests.Session) -> None:
     base = f"{live_server.url}/patients"
-    created = requests.post(base, json={"name": "Live Patient", "age": 41}, timeout=5)
+    created = http.post(base, json={"name": "Live Patient", "age": 41}, timeout=5)
     assert created.status_code == 201
     location = live_server.url + created.headers["Location"]
-    assert requests.get(location, timeout=5).json()["name"] == "Live Patient"
-    patched = requests.patch(
-        location, json={"disease": "Flu"}, headers={"If-Match": '"1"'}, timeout=5
-    )
+    assert http.get(location, timeout=5).json()["name"] == "Live Patient"
+    patched = http.patch(location, json={"disease": "Flu"}, headers={"If-Match": '"1"'}, timeout=5)
     assert patched.json()["version"] == 2
-    stale = requests.put(
-        location, json={"name": "X", "age": 1}, headers={"If-Match": '"1"'}, timeout=5
-    )
+    stale = http.put(location, json={"name": "X", "age": 1}, headers={"If-Match": '"1"'}, timeout=5)
     assert stale.status_code == 412
-    assert requests.delete(location, timeout=5).status_code == 204
-    assert requests.get(location, timeout=5).status_code == 404
-    assert requests.post(f"{location}/restore", timeout=5).status_code == 200
+    assert http.delete(location, timeout=5).status_code == 204
+    assert http.get(location, timeout=5).status_code == 404
+    assert http.post(f"{location}/restore", timeout=5).status_code == 200
 
 
-def test_server_speaks_problem_json_and_hides_its_banner(live_server: Server) -> None:
-    response = requests.post(
+def test_nothing_without_credentials(live_server: Server) -> None:
+    closed = [("GET", "/patients"), ("GET", "/patients/1"), ("POST", "/patients"),
+              ("GET", "/audit"), ("GET", "/openapi.json"), ("DELETE", "/patients/1")]  # fmt: skip
+    for method, path in closed:
+        response = requests.request(method, live_server.url + path, timeout=5)
+        assert response.status_code == 401, (method, path)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert requests.get(f"{live_server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_server_speaks_problem_json_and_hides_its_banner(
+    live_server: Server, http: requests.Session
+) -> None:
+    response = http.post(
         f"{live_server.url}/patients", data="{", headers={"Content-Type": "application/json"},
         timeout=5,
     )  # fmt: skip
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.headers["X-Request-ID"]
+    assert response.headers["Server"] == "healthcare"  # not the server software or its version
+    assert "Content-Security-Policy" in response.headers
 
 
 def test_sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, http: requests.Session
 ) -> None:
     server = start_server(database_url, tmp_path)
     stopped: list[int] = []
     acknowledged = [
         patient["id"]
         for patient in write_burst_then(
-            server.url, lambda: stopped.append(server.stop(signal.SIGTERM)), threads=16
+            server.url, lambda: stopped.append(server.stop(signal.SIGTERM)), http, threads=16
         )
     ]
     assert stopped == [0]
@@ -59,7 +69,7 @@ def test_sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one(
     try:
         missing = [
             pid for pid in acknowledged
-            if requests.get(f"{restarted.url}/patients/{pid}", timeout=5).status_code != 200
+            if http.get(f"{restarted.url}/patients/{pid}", timeout=5).status_code != 200
         ]  # fmt: skip
     finally:
         restarted.stop()

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from flask import Response, request
 from flask_openapi3 import OpenAPI
 
 from healthcare.api import audit, docs, health, patients, problems, users
+from healthcare.api.problems import problem
+
+
+def one_value_per_query_parameter() -> Response | None:
+    """No query parameter of the API takes a list: `?disease=a&disease=b` is an error, not a
+    silent choice of one of them."""
+    repeated = sorted({key for key, values in request.args.lists() if len(values) > 1})
+    if not repeated:
+        return None
+    errors = [{"field": key, "message": "give this parameter once", "type": "repeated"}
+              for key in repeated]  # fmt: skip
+    return problem(422, "Invalid data", f"Check these fields: {', '.join(repeated)}.",
+                   errors=errors)  # fmt: skip
 
 
 def init_app(app: OpenAPI) -> None:
     problems.init_app(app)
+    app.before_request(one_value_per_query_parameter)
     app.register_api(patients.api)
     app.register_api(audit.api)
     app.register_api(users.api)

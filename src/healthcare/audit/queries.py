@@ -20,12 +20,18 @@ ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+|\.\*)?$"
 
 
 class AuditPageQuery(QueryModel):
-    before: int | None = Field(None, ge=1, description="Only rows older than this id (paging).")
+    before: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Only rows older than this id (paging)."
+    )
     limit: int = Field(50, ge=1, le=500)
 
 
 class AuditQuery(AuditPageQuery):
-    username: str | None = Field(None, max_length=64, description="The acting user.")
+    username: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$",
+        description="The acting user (operator:NAME for the command line); case is ignored.",
+    )
     patient_id: int | None = Field(None, ge=1, le=2**31 - 1)
     action: str | None = Field(
         None, pattern=ACTION_PATTERN, description="An action, or a family such as patient.*"

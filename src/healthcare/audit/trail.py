@@ -7,6 +7,7 @@ removing or reordering any row breaks the chain from that row on. Ids come from 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,9 +75,16 @@ class Event:
     def values(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in VALUE_COLUMNS}
         values["fields"] = ",".join(sorted(self.fields)) if self.fields else None
-        if values["detail"] is not None:
-            values["detail"] = values["detail"][:200]
-        return values
+        return {name: _storable(name, value) for name, value in values.items()}
+
+
+def _storable(name: str, value: Any) -> Any:
+    """Text as the column can always take it: an audit row must never fail to be written
+    because of what a caller typed (a NUL byte, an overlong name)."""
+    if not isinstance(value, str):
+        return value
+    cleaned = "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in value)
+    return cleaned[: audit_events.c[name].type.length]
 
 
 def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:

@@ -5,32 +5,49 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from healthcare.auth.access import Role
-
-
-def _normalised(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
+from healthcare.patients.schemas import no_control_characters
 
 Username = Annotated[
     str,
-    BeforeValidator(_normalised),
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._@-]{0,63}$"),
-    Field(description="1-64 of a-z, 0-9, '.', '_', '@', '-'; case is ignored."),
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$",
+        description="1-64 of a-z, 0-9, '.', '_', '@', '-'; case is ignored (kept in lower case).",
+    ),
 ]
 Password = Annotated[
     str, Field(min_length=1, max_length=256, json_schema_extra={"format": "password"})
 ]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(no_control_characters),
+]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class UserIn(Strict):
+class NamesAUser(BaseModel):
+    """User names are compared in lower case, without surrounding blanks."""
+
+    @field_validator("username", mode="before", check_fields=False)
+    @classmethod
+    def _normalised(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class UserIn(Strict, NamesAUser):
     username: Username
     role: Role
     password: Password = Field(description="At least 12 characters, not a common password.")
@@ -40,7 +57,7 @@ class UserPatch(Strict):
     role: Role
 
 
-class UserPath(BaseModel):
+class UserPath(NamesAUser):
     username: Username
 
 
@@ -61,7 +78,7 @@ class PasswordChange(Strict):
     new_password: Password
 
 
-class TokenIn(Strict):
+class TokenIn(Strict, NamesAUser):
     username: Username
     label: Label
     expires_in_days: int | None = Field(None, ge=1, le=3650)

@@ -17,10 +17,13 @@ SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE"}
 
 
 def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+    """An engine whose error messages leave out statement parameters (patient values)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(database_url, busy_timeout_ms)
-    return create_engine(database_url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    return create_engine(
+        database_url, pool_pre_ping=True, pool_size=8, max_overflow=8, hide_parameters=True
+    )
 
 
 def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
@@ -32,6 +35,7 @@ def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         pool_size=8,
         max_overflow=8,
+        hide_parameters=True,  # error messages (and so logs) never carry patient values
     )
 
     @event.listens_for(engine, "connect")

@@ -30,7 +30,7 @@ ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 PHONE = re.compile(r"[0-9+() .\-]{3,40}")
 
 
-def _no_control_characters(value: str) -> str:
+def no_control_characters(value: str) -> str:
     if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in value if ch not in "\n\t"):
         raise ValueError("must not contain control characters")
     return value
@@ -55,18 +55,18 @@ def _phone(value: str) -> str:
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
 ]
 OptionalText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=200),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
     AfterValidator(_blank_is_none),
 ]
 Notes = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=2000),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
     AfterValidator(_blank_is_none),
 ]
 Phone = Annotated[
