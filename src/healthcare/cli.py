@@ -178,9 +178,9 @@ def _first_admin(db: Database, settings: Settings) -> None:
 
     from healthcare.auth.users import ensure_first_admin
 
-    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    given = settings.admin_password.get_secret_value() if settings.admin_password else ""
     try:
-        generated = ensure_first_admin(db, given)
+        generated = ensure_first_admin(db, given or None)
     except ServiceError as exc:
         raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
     if generated:

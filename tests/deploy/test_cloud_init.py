@@ -99,4 +99,5 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert env.splitlines()[0] == "600"
     assert "HEALTHCARE_SECRET_KEY=generated-secret-from-ssm-0123456789" in env
     assert "HEALTHCARE_BIND=0.0.0.0" in env
+    assert "HEALTHCARE_TRUSTED_PROXIES=0" in env  # no proxy without a domain: believe no header
     assert mount.split() == ["10001", "700"]
