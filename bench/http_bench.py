@@ -1,10 +1,11 @@
 """HTTP benchmark: this service against the plain baseline, side by side in one run.
 
-Seeds 100,000 patients, serves them with `healthcare serve` (the production configuration) and
-with the baseline (Flask + sqlite3 under gunicorn, 2 sync workers), drives both with wrk from a
-second process on 127.0.0.1, and prints req/s, p50 and p99 for each endpoint at 32 and 64
-connections, with our figure divided by the baseline's. Then times name searches over a larger
-table in-process. Nothing here asserts: it prints figures.
+Seeds 100,000 patients, makes a clinician with an API token (every request of ours is
+authenticated and audited, reads included), serves them with `healthcare serve` (the production
+configuration) and with the baseline (Flask + sqlite3 under gunicorn, 2 sync workers), drives
+both with wrk from a second process on 127.0.0.1, and prints req/s, p50 and p99 for each
+endpoint at 32 and 64 connections, with our figure divided by the baseline's. Then times name
+searches over a larger table in-process. Nothing here asserts: it prints figures.
 
     ./run bench [--rows 100000] [--duration 10] [--search-rows 1000000]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -56,7 +58,9 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not answer")
 
 
-def lua_script(path: Path, kind: str, rows: int) -> Path:
+def lua_script(path: Path, kind: str, rows: int, token: str) -> Path:
+    """A wrk script; every request carries the API token (the baseline ignores it)."""
+    authorization = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
     scripts = {
         "get": "request = function() return "
         f'wrk.format("GET", "/patients/" .. math.random(1, {rows})) end',
@@ -71,7 +75,7 @@ def lua_script(path: Path, kind: str, rows: int) -> Path:
         '"disease": "Asthma"}\') end',
     }
     script = path / f"{kind}.lua"
-    script.write_text(scripts[kind] + "\n")
+    script.write_text(authorization + scripts[kind] + "\n")
     return script
 
 
@@ -96,12 +100,35 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> Result:
     return Result(rate, latency.get("50", 0.0), latency.get("99", 0.0), failed)
 
 
-def seed_service(data_dir: Path, rows: int) -> None:
+def healthcare(data_dir: Path, *args: str, stdin: str | None = None) -> str:
     env = {**os.environ, "HEALTHCARE_DATA_DIR": str(data_dir), "HEALTHCARE_ENV": "development"}
-    subprocess.run(
-        [str(BIN / "healthcare"), "seed", "--count", str(rows), "--random-seed", "1"],
-        env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "healthcare"), *args], env=env, input=stdin, capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+
+
+def seed_service(data_dir: Path, rows: int) -> None:
+    healthcare(data_dir, "seed", "--count", str(rows), "--random-seed", "1")
+
+
+def bench_token(data_dir: Path) -> str:
+    """A clinician and an API token for it, made the way an operator makes them."""
+    password = secrets.token_urlsafe(24)
+    healthcare(data_dir, "users", "create", "bench", "--role", "clinician", "--password-stdin",
+               stdin=password + "\n")  # fmt: skip
+    return healthcare(data_dir, "tokens", "create", "bench", "--label", "bench").strip()
+
+
+def audited_reads(database: Path) -> dict[str, int]:
+    conn = sqlite3.connect(database)
+    try:
+        rows = conn.execute(
+            "SELECT action, count(*) FROM audit_events WHERE username = 'bench' GROUP BY action"
+        ).fetchall()
+    finally:
+        conn.close()
+    return dict(rows)
 
 
 def make_baseline_database(service_db: Path, baseline_db: Path) -> None:
@@ -197,6 +224,7 @@ def print_table(ours: dict, baseline: dict) -> None:
 def search_timings(data_dir: Path, rows: int) -> None:
     """Median and worst time per name search, in-process, over ``rows`` patients."""
     os.environ.update(HEALTHCARE_DATA_DIR=str(data_dir), HEALTHCARE_ENV="development")
+    from healthcare.auth.access import Actor, Role
     from healthcare.config import load_settings
     from healthcare.db.database import Database
     from healthcare.db.revision_cache import RevisionCache
@@ -205,14 +233,15 @@ def search_timings(data_dir: Path, rows: int) -> None:
 
     db = Database.from_url(load_settings().database_url)
     db.pages = RevisionCache(capacity=0)  # time the queries, not the page cache
+    reader = Actor(None, "bench", Role.VIEWER, client="local")
     print(f"\nname search over {rows:,} patients (in-process, page of 50 plus total):")
     for term in SEARCH_TERMS:
         query = PatientQuery(q=term)
-        service.list_patients(db, query)
+        service.list_patients(db, reader, query)
         times = []
         for _ in range(30):
             started = time.perf_counter()
-            page = service.list_patients(db, query)
+            page = service.list_patients(db, reader, query)
             times.append((time.perf_counter() - started) * 1000)
         print(f"  q={term!r:<14} median {statistics.median(times):6.2f} ms   "
               f"max {max(times):6.2f} ms   total {page['total']:,}")  # fmt: skip
@@ -240,7 +269,8 @@ def main() -> None:
         print(f"seeding {args.rows:,} patients ...", flush=True)
         seed_service(data_dir, args.rows)
         make_baseline_database(data_dir / "healthcare.db", work / "baseline.db")
-        scripts = {kind: lua_script(work, kind, args.rows) for kind in args.endpoints}
+        token = bench_token(data_dir)
+        scripts = {kind: lua_script(work, kind, args.rows, token) for kind in args.endpoints}
 
         ours_port, baseline_port = free_port(), free_port()
         server_env = {
@@ -262,6 +292,8 @@ def main() -> None:
             stop(baseline_process)
         ours, baseline = figures["ours"], figures["baseline"]
         print_table(ours, baseline)
+        audited = audited_reads(data_dir / "healthcare.db")
+        print(f"\naudit rows written for the benchmark's token: {audited}")
         if args.search_rows:
             search_dir = work / "search"
             print(f"\nseeding {args.search_rows:,} patients for the search timing ...", flush=True)
