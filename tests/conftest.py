@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Connection, Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from healthcare import clock, create_app
@@ -73,25 +74,36 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 KEPT_ROWS = {"patient_totals", "audit_chain"}
 
 
-def empty_all_tables(engine: Engine) -> None:
-    """Empty every table, the append-only audit trail included (its guard is lifted for the
-    moment: replication role on PostgreSQL, the triggers dropped and re-made on SQLite)."""
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEPT_ROWS]
+@contextmanager
+def audit_guard_lifted(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which audit rows may be changed, as someone with the database itself
+    could: replication role on PostgreSQL, the guarding triggers dropped (and re-made at the
+    end) on SQLite."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL session_replication_role = replica"))
+            yield conn
+            return
+        guards = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' "
+                 "AND type = 'trigger'")
+        ).all()  # fmt: skip
+        for name, _sql in guards:
+            conn.execute(text(f"DROP TRIGGER {name}"))
+        yield conn
+        for _name, sql in guards:
+            conn.execute(text(sql))
+
+
+def empty_all_tables(engine: Engine) -> None:
+    """Empty every table, the append-only audit trail included."""
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in KEPT_ROWS]
+    with audit_guard_lifted(engine) as conn:
+        if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
-            guards = conn.execute(
-                text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' "
-                     "AND type = 'trigger'")
-            ).all()  # fmt: skip
-            for name, _sql in guards:
-                conn.execute(text(f"DROP TRIGGER {name}"))
             for table in reversed(tables):
                 conn.execute(text(f"DELETE FROM {table}"))
-            for _name, sql in guards:
-                conn.execute(text(sql))
             conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("UPDATE patient_totals SET active = 0, deleted = 0"))
         conn.execute(text(f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}'"))

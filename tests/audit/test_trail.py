@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from healthcare.audit import record, trail
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.db.models import audit_events, patients
-from tests.conftest import audit_rows, new_patient
+from tests.conftest import audit_guard_lifted, audit_rows, new_patient
 
 
 def actions(db: Database) -> list[tuple[str, str, int | None]]:
@@ -115,25 +114,6 @@ def test_the_chain_verifies(client: FlaskClient, db: Database, runner: CliRunner
     assert "intact: 6 rows" in result.output
 
 
-@contextmanager
-def guard_lifted(engine: Engine) -> Iterator[Connection]:
-    """A connection that may change audit rows, as an attacker with the database file could."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-            yield conn
-            return
-        guards = conn.execute(
-            text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' "
-                 "AND type = 'trigger'")
-        ).all()  # fmt: skip
-        for name, _sql in guards:
-            conn.execute(text(f"DROP TRIGGER {name}"))
-        yield conn
-        for _name, sql in guards:
-            conn.execute(text(sql))
-
-
 def _chain_of(client: FlaskClient, db: Database, count: int) -> None:
     for i in range(count):
         new_patient(client, name=f"Chained {i}")
@@ -153,7 +133,7 @@ def test_verify_names_the_first_tampered_row(
     client: FlaskClient, db: Database, runner: CliRunner, tamper: str, broken_at: int
 ) -> None:
     _chain_of(client, db, 5)
-    with guard_lifted(db.engine) as conn:
+    with audit_guard_lifted(db.engine) as conn:
         conn.execute(text(tamper))
     report = trail.verify(db.engine)
     assert report.broken_at == broken_at
@@ -169,7 +149,7 @@ def test_a_rewritten_hash_does_not_hide_an_edit(client: FlaskClient, db: Databas
         previous = conn.execute(select(audit_events.c.hash).where(audit_events.c.id == 1)).scalar()
         row = conn.execute(select(audit_events).where(audit_events.c.id == 2)).mappings().one()
     forged = {**row, "username": "someone else"}
-    with guard_lifted(db.engine) as conn:
+    with audit_guard_lifted(db.engine) as conn:
         conn.execute(
             audit_events.update()
             .where(audit_events.c.id == 2)

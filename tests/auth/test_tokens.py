@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
+from flask_openapi3 import OpenAPI
 from sqlalchemy import Engine, select
 
 from healthcare.auth.tokens import digest
 from healthcare.cli import main
-from healthcare.db.database import Database
+from healthcare.db.database import CREDENTIALS_TTL_SECONDS, Database
 from healthcare.db.models import api_tokens
 from tests.conftest import FakeClock, audit_rows, bearer
 
@@ -90,6 +94,7 @@ def test_cli_creates_lists_and_revokes_tokens(runner: CliRunner, anonymous: Flas
     token_id = next(line.split()[0] for line in listed.output.splitlines() if "laptop" in line)
     revoked = runner.invoke(main, ["tokens", "revoke", token_id])
     assert revoked.exit_code == 0, revoked.output
+    time.sleep(CREDENTIALS_TTL_SECONDS)  # the server is another process: within a second
     assert anonymous.get("/me", headers=bearer(token)).status_code == 401
 
 
@@ -98,3 +103,15 @@ def test_cli_refuses_unknown_users_and_bad_expiry(runner: CliRunner) -> None:
     assert runner.invoke(main, ["tokens", "create", "ghost"]).exit_code == 2
     assert runner.invoke(main, ["tokens", "create", "viewer", "--expires-in", "0"]).exit_code == 2
     assert runner.invoke(main, ["tokens", "revoke", "424242"]).exit_code == 2
+
+
+def test_other_processes_stop_honouring_a_revoked_token_within_a_second(
+    client: FlaskClient, make_app: Callable[..., OpenAPI]
+) -> None:
+    created = client.post("/tokens", json={"username": "viewer", "label": "elsewhere"}).json
+    other_worker = make_app().test_client()
+    assert other_worker.get("/me", headers=bearer(created["token"])).status_code == 200
+    client.delete(f"/tokens/{created['id']}")
+    assert client.get("/me", headers=bearer(created["token"])).status_code == 401  # at once here
+    time.sleep(CREDENTIALS_TTL_SECONDS)
+    assert other_worker.get("/me", headers=bearer(created["token"])).status_code == 401

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import audit_events
 from tests.conftest import TEST_PASSWORD
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,19 @@ def start_readers(
     return threads, acknowledged
 
 
+def server_with_a_patient(
+    database_url: str, tmp_path: Path, http: requests.Session, flush_ms: int
+) -> tuple[Server, str]:
+    """A live server with the given audit flush delay, and the URL of a patient on it."""
+    server = start_server(database_url, tmp_path, HEALTHCARE_AUDIT_FLUSH_MS=str(flush_ms))
+    patient = http.post(f"{server.url}/patients", json={"name": "Read Often", "age": 50}, timeout=5)
+    return server, server.url + patient.headers["Location"]
+
+
 def test_a_crash_loses_at_most_the_last_flush_interval_of_read_audit(
     database_url: str, tmp_path: Path, http: requests.Session
 ) -> None:
-    server = start_server(database_url, tmp_path, HEALTHCARE_AUDIT_FLUSH_MS="250")
-    patient = http.post(f"{server.url}/patients", json={"name": "Read Often", "age": 50}, timeout=5)
-    patient_url = server.url + patient.headers["Location"]
+    server, patient_url = server_with_a_patient(database_url, tmp_path, http, flush_ms=250)
     stop = threading.Event()
     readers, acknowledged = start_readers(http, patient_url, stop)
     time.sleep(2.5)
@@ -89,9 +96,7 @@ def test_a_crash_loses_at_most_the_last_flush_interval_of_read_audit(
 def test_a_clean_stop_writes_every_pending_read_event(
     database_url: str, tmp_path: Path, http: requests.Session
 ) -> None:
-    server = start_server(database_url, tmp_path, HEALTHCARE_AUDIT_FLUSH_MS="10000")
-    patient = http.post(f"{server.url}/patients", json={"name": "Read Once", "age": 50}, timeout=5)
-    patient_url = server.url + patient.headers["Location"]
+    server, patient_url = server_with_a_patient(database_url, tmp_path, http, flush_ms=10_000)
     request_ids = [uuid.uuid4().hex for _ in range(40)]
     for request_id in request_ids:
         fresh = requests.get(

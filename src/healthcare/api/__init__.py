@@ -12,6 +12,8 @@ from healthcare.api.problems import problem
 def one_value_per_query_parameter() -> Response | None:
     """No query parameter of the API takes a list: `?disease=a&disease=b` is an error, not a
     silent choice of one of them."""
+    if "&" not in request.environ.get("QUERY_STRING", ""):
+        return None  # at most one parameter: nothing can repeat
     repeated = sorted({key for key, values in request.args.lists() if len(values) > 1})
     if not repeated:
         return None

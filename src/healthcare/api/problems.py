@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -62,7 +62,15 @@ def validation_problem(exc: ValidationError) -> Response:
     return problem(422, "Invalid data", f"Check these fields: {names}.", errors=errors)
 
 
-def _http_problem(exc: HTTPException) -> Response:
+def _as_page(exc: Exception) -> Any:
+    """The browser pages answer errors with HTML pages of their own (see healthcare.ui)."""
+    pages = current_app.extensions.get("healthcare.page_errors")
+    return pages(exc) if pages else None
+
+
+def _http_problem(exc: HTTPException) -> Any:
+    if (page := _as_page(exc)) is not None:
+        return page
     response = problem(exc.code or 500, exc.name, exc.description or exc.name)
     headers = dict(exc.get_headers())
     for name in ("Allow", "Retry-After", "WWW-Authenticate"):
@@ -71,7 +79,9 @@ def _http_problem(exc: HTTPException) -> Response:
     return response
 
 
-def _service_problem(exc: ServiceError) -> Response:
+def _service_problem(exc: ServiceError) -> Any:
+    if (page := _as_page(exc)) is not None:
+        return page
     response = problem(exc.status, exc.title, exc.detail)
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         response.headers["ETag"] = f'"{exc.current_version}"'
@@ -80,9 +90,11 @@ def _service_problem(exc: ServiceError) -> Response:
     return response
 
 
-def _unexpected_problem(exc: Exception) -> Response:
+def _unexpected_problem(exc: Exception) -> Any:
     request_id = current_request_id()
     log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id}})
+    if (page := _as_page(exc)) is not None:
+        return page
     return problem(
         500,
         "Internal server error",

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
+from healthcare import clock
 from healthcare.audit.record import audited_read
 from healthcare.audit.trail import as_api
 from healthcare.auth.access import Actor, Permission, authorize
@@ -100,3 +101,22 @@ def find_events(
         return {"items": items, "next_before": items[-1]["id"] if more else None}
 
     return audited_read(db, actor.event("audit.read", patient_id=patient_id), read)
+
+
+CHANGES = ("patient.create", "patient.update", "patient.delete", "patient.restore")
+
+
+def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:
+    """Who last changed a patient, and when: shown with the record to whoever may read it."""
+    c = audit_events.c
+    statement = (
+        select(c.username, c.action, c.at)
+        .where(c.patient_id == patient_id, c.action.in_(CHANGES), c.outcome == "success")
+        .order_by(c.id.desc())
+        .limit(1)
+    )
+    with db.engine.connect() as conn:
+        row = conn.execute(statement).first()
+    if row is None:
+        return None
+    return {"username": row.username, "action": row.action, "at": clock.as_utc(row.at)}

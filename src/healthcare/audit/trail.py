@@ -73,18 +73,38 @@ class Event:
     at: datetime = field(default_factory=lambda: clock.utc_now())
 
     def values(self) -> dict[str, Any]:
-        values = {name: getattr(self, name) for name in VALUE_COLUMNS}
-        values["fields"] = ",".join(sorted(self.fields)) if self.fields else None
-        return {name: _storable(name, value) for name, value in values.items()}
+        return {
+            "at": self.at,
+            "user_id": self.user_id,
+            "username": _storable(self.username, "username"),
+            "token_label": _storable(self.token_label, "token_label"),
+            "action": self.action,
+            "patient_id": self.patient_id,
+            "outcome": self.outcome,
+            "client": _storable(self.client, "client"),
+            "request_id": _storable(self.request_id, "request_id"),
+            "fields": ",".join(sorted(self.fields)) if self.fields else None,
+            "detail": _storable(self.detail, "detail"),
+        }
 
 
-def _storable(name: str, value: Any) -> Any:
+TEXT_LIMITS = {
+    column.name: column.type.length
+    for column in audit_events.c
+    if getattr(column.type, "length", None) is not None
+}
+
+
+def _storable(value: str | None, name: str) -> str | None:
     """Text as the column can always take it: an audit row must never fail to be written
     because of what a caller typed (a NUL byte, an overlong name)."""
-    if not isinstance(value, str):
+    if value is None:
+        return None
+    limit = TEXT_LIMITS[name]
+    if len(value) <= limit and value.isprintable():
         return value
     cleaned = "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in value)
-    return cleaned[: audit_events.c[name].type.length]
+    return cleaned[:limit]
 
 
 def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ def _insert_user(conn: Connection, username: str, role: Role, password_hash: str
     now = clock.utc_now()
     values = {
         "username": username,
-        "role": role.value,
+        "role": Role(role).value,
         "password_hash": password_hash,
         "created_at": now,
         "password_changed_at": now,
@@ -124,7 +124,9 @@ def disable_user(db: Database, actor: Actor, username: str) -> dict[str, Any]:
         _end_sessions(conn, user["id"])
         return user_to_api(user)
 
-    return audited_write(db, actor.event("user.disable", detail=f"user={username}"), disable)
+    disabled = audited_write(db, actor.event("user.disable", detail=f"user={username}"), disable)
+    db.credentials.clear()  # this user's tokens stop here at once (elsewhere within a second)
+    return disabled
 
 
 def set_role(db: Database, actor: Actor, username: str, role: Role) -> dict[str, Any]:
@@ -140,7 +142,9 @@ def set_role(db: Database, actor: Actor, username: str, role: Role) -> dict[str,
             user["role"] = role.value
         return user_to_api(user)
 
-    return audited_write(db, actor.event("user.role_change"), change)
+    changed = audited_write(db, actor.event("user.role_change"), change)
+    db.credentials.clear()
+    return changed
 
 
 def change_password(

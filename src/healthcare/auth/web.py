@@ -55,7 +55,7 @@ def csrf_ok() -> bool:
     return csrf_valid(current_app.secret_key, current_session(), token)  # type: ignore[arg-type]
 
 
-def _with_request(actor: Actor) -> Actor:
+def _session_actor(actor: Actor) -> Actor:
     return dataclasses.replace(actor, client=request.remote_addr, request_id=current_request_id())
 
 
@@ -75,26 +75,26 @@ def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Respons
 
 
 def authenticate() -> Response | None:
-    g.actor = _with_request(Actor(None, None, None))
     endpoint = request.endpoint
     if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
         return None  # unknown paths get their 404/405; public pages check what they need
+    client, request_id = request.remote_addr, current_request_id()
+    g.actor = Actor(None, None, None, None, client, request_id)
     authorization = request.headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _refuse(401, "malformed Authorization header", invalid_token=True)
-        actor, reason = actor_for_token(current_database(), token.strip())
+        actor, reason = actor_for_token(current_database(), token.strip(), client, request_id)
         if actor is None:
             return _refuse(401, reason, invalid_token=True)
-        g.actor = _with_request(actor)
+        g.actor = actor
         return None
     browser = current_session()
     if browser.user is None:
-        return _refuse(
-            401, f"session ended ({browser.ended})" if browser.ended else "no credentials"
-        )
-    g.actor = _with_request(browser.user)
+        reason = f"session ended ({browser.ended})" if browser.ended else "no credentials"
+        return _refuse(401, reason)
+    g.actor = _session_actor(browser.user)
     if request.method not in SAFE_METHODS and not csrf_ok():
         return _refuse(403, "missing or wrong CSRF token")
     return None

@@ -13,9 +13,10 @@ from healthcare.audit.trail import Event
 from healthcare.db import raw
 from healthcare.db.engine import create_db_engine
 from healthcare.db.group_commit import GroupCommit, ProcessLock
-from healthcare.db.revision_cache import RevisionCache
+from healthcare.db.revision_cache import RevisionCache, ShortLivedCache
 
 T = TypeVar("T")
+CREDENTIALS_TTL_SECONDS = 1.0
 
 
 class Database:
@@ -24,6 +25,8 @@ class Database:
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(engine, process_lock=_sqlite_process_lock(engine))
         self.pages = RevisionCache()
+        # Who an API token belongs to, for a second: see healthcare.auth.tokens.
+        self.credentials = ShortLivedCache(ttl=CREDENTIALS_TTL_SECONDS)
         self.pending_audit = PendingAudit(self.write, audit_delay)
 
     @classmethod

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from healthcare.ui import patients, views
+from healthcare.ui import account, admin, patients
+from healthcare.ui.blueprint import bp, page_for, template_globals
+
+PAGES = (account, admin, patients)  # each adds its routes to the one blueprint
 
 
 def init_app(app: Flask) -> None:
-    assert patients.bp is views.bp  # the patient pages are registered on the one blueprint
-    app.register_blueprint(views.bp)
-    app.context_processor(views.template_globals)
+    app.register_blueprint(bp)
+    app.context_processor(template_globals)
+    app.extensions["healthcare.page_errors"] = page_for

@@ -1,17 +1,152 @@
-"""Patient pages under /ui/patients."""
+"""Patient pages under /ui/patients: list and search, detail, add, edit, delete and undo,
+and the admins' deleted-patients page. Every action goes through the patients service, so
+the pages enforce exactly what the API does."""
 
 from __future__ import annotations
 
-from flask import render_template
+from typing import Any
 
+from flask import Response, flash, redirect, render_template, request, url_for
+from pydantic import ValidationError
+
+from healthcare.audit.queries import AuditPageQuery, find_events, last_change
+from healthcare.auth.access import Permission, authorize
 from healthcare.auth.web import current_actor
 from healthcare.db.database import current_database
+from healthcare.errors import Conflict, VersionMismatch
 from healthcare.patients import service
-from healthcare.patients.schemas import PatientQuery
-from healthcare.ui.views import bp
+from healthcare.patients.schemas import PageQuery, PatientQuery
+from healthcare.ui.blueprint import bp, page_links
+from healthcare.ui.forms import PATIENT_FIELDS, patient_as_form, patient_from_form, submitted
+
+PAGE_SIZE = 25
+SORTABLE = ("name", "age", "updated_at")
+LIST_FILTERS = ("q", "disease", "gender", "sort")
+
+
+def _list_query() -> tuple[PatientQuery, dict[str, str], str | None]:
+    """The listing asked for; a filter that is not valid is dropped, with a word about it."""
+    wanted = {k: v.strip() for k, v in request.args.items() if k in LIST_FILTERS and v.strip()}
+    offset = request.args.get("offset", "0")
+    try:
+        return PatientQuery(**wanted, offset=offset, limit=PAGE_SIZE), wanted, None
+    except ValidationError:
+        return PatientQuery(limit=PAGE_SIZE), {}, "That search could not be used; showing all."
 
 
 @bp.get("/ui/patients")
 def patient_list() -> str:
-    page = service.list_patients(current_database(), current_actor(), PatientQuery())
-    return render_template("patients/list.html", page=page)
+    query, filters, problem = _list_query()
+    page = service.list_patients(current_database(), current_actor(), query)
+    return render_template(
+        "patients/list.html",
+        page=page,
+        filters=filters,
+        problem=problem,
+        sortable=SORTABLE,
+        links=page_links(page, filters),
+    )
+
+
+@bp.get("/ui/patients/deleted")
+def deleted_list() -> str:
+    offset = request.args.get("offset", "0")
+    query = PageQuery(offset=int(offset) if offset.isdigit() else 0, limit=PAGE_SIZE)
+    page = service.list_deleted(current_database(), current_actor(), query)
+    return render_template("patients/deleted.html", page=page, links=page_links(page, {}))
+
+
+@bp.get("/ui/patients/<int:patient_id>")
+def patient_detail(patient_id: int) -> str:
+    db, actor = current_database(), current_actor()
+    patient = service.get_patient(db, actor, patient_id)
+    access_log = None
+    if actor.may(Permission.READ_AUDIT):
+        access_log = find_events(db, actor, AuditPageQuery(limit=20), patient_id=patient_id)
+    return render_template(
+        "patients/detail.html",
+        patient=patient,
+        change=last_change(db, patient_id),
+        access_log=access_log,
+    )
+
+
+def _form_page(
+    patient: dict[str, Any] | None,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+    conflict: int | None = None,
+) -> Response:
+    page = render_template(
+        "patients/form.html", patient=patient, values=values, errors=errors, conflict=conflict
+    )
+    return Response(page, status)
+
+
+@bp.route("/ui/patients/new", methods=["GET", "POST"])
+def patient_new() -> Response:
+    db, actor = current_database(), current_actor()
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
+    if request.method == "GET":
+        return _form_page(None, dict.fromkeys(PATIENT_FIELDS, ""), {})
+    values = submitted(request.form, PATIENT_FIELDS)
+    data, errors = patient_from_form(values)
+    if data is None:
+        return _form_page(None, values, errors, 422)
+    patient = service.create_patient(db, actor, data)
+    flash({"text": f"{patient['name']} was added."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient["id"]), 303)
+
+
+def _submitted_version() -> int:
+    version = request.form.get("version", "")
+    return int(version) if version.isdigit() else 0
+
+
+@bp.route("/ui/patients/<int:patient_id>/edit", methods=["GET", "POST"])
+def patient_edit(patient_id: int) -> Response:
+    db, actor = current_database(), current_actor()
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.update", patient_id)
+    if request.method == "GET":
+        patient = service.get_patient(db, actor, patient_id)
+        return _form_page(patient, patient_as_form(patient), {})
+    values = submitted(request.form, PATIENT_FIELDS)
+    stale = {"id": patient_id, "version": _submitted_version(), "name": values["name"]}
+    data, errors = patient_from_form(values)
+    if data is None:
+        return _form_page(stale, values, errors, 422)
+    try:
+        patient = service.replace_patient(db, actor, patient_id, data, stale["version"])
+    except VersionMismatch as exc:
+        return _form_page(stale, values, {}, 409, conflict=exc.current_version or 0)
+    flash({"text": "Your changes were saved."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient["id"]), 303)
+
+
+@bp.route("/ui/patients/<int:patient_id>/delete", methods=["GET", "POST"])
+def patient_delete(patient_id: int) -> Response | str:
+    db, actor = current_database(), current_actor()
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.delete", patient_id)
+    if request.method == "GET":
+        patient = service.get_patient(db, actor, patient_id)
+        return render_template("patients/delete.html", patient=patient, changed=False)
+    try:
+        service.delete_patient(db, actor, patient_id, _submitted_version())
+    except VersionMismatch:
+        patient = service.get_patient(db, actor, patient_id)
+        page = render_template("patients/delete.html", patient=patient, changed=True)
+        return Response(page, 409)
+    flash({"text": f"{request.form.get('name', 'The patient')} was deleted.", "undo": patient_id})
+    return redirect(url_for("ui.patient_list"), 303)
+
+
+@bp.post("/ui/patients/<int:patient_id>/restore")
+def patient_restore(patient_id: int) -> Response:
+    try:
+        patient = service.restore_patient(current_database(), current_actor(), patient_id)
+    except Conflict:
+        flash({"text": "That patient is not deleted; nothing to restore."})
+    else:
+        flash({"text": f"{patient['name']} was restored."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)

@@ -1,34 +1,26 @@
-"""Pages: sign-in and sign-out, and the way in."""
+"""Signing in and out, the way in, and changing one's own password."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 
 from healthcare.auth.login import sign_in
-from healthcare.auth.sessions import csrf_token, end_session, start_session
-from healthcare.auth.web import CSRF_FIELD, csrf_ok, current_actor, current_session
+from healthcare.auth.passwords import MIN_LENGTH
+from healthcare.auth.sessions import end_session, start_session
+from healthcare.auth.users import change_password
+from healthcare.auth.web import csrf_ok, current_actor, current_session
 from healthcare.db.database import current_database
-from healthcare.errors import SignInFailed, TooManyAttempts
+from healthcare.errors import Invalid, SignInFailed, TooManyAttempts
 from healthcare.observability import current_request_id
+from healthcare.ui.blueprint import HOME, bp
 
-bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/ui/static")  # fmt: skip
-HOME = "/ui/patients"
 MESSAGES = {
     "ended": "You were signed out. Sign in again to continue.",
+    "idle": "You were signed out after a period without activity, to protect patient data.",
     "signed_out": "You have signed out.",
 }
-
-
-def template_globals() -> dict[str, Any]:
-    return {
-        "csrf_field": CSRF_FIELD,
-        "csrf_token": lambda: csrf_token(current_app.secret_key, current_session()),  # type: ignore[arg-type]
-        "signed_in": lambda: current_session().user,
-    }
 
 
 def _safe_next(target: str | None) -> str:
@@ -45,11 +37,10 @@ def index() -> Response:
 
 
 def _login_page(status: int = 200, error: str | None = None, **headers: str) -> Response:
-    message = MESSAGES.get(request.args.get("reason", ""))
     page = render_template(
         "login.html",
         error=error,
-        message=message,
+        message=MESSAGES.get(request.args.get("reason", "")),
         username=request.form.get("username", ""),
         next=_safe_next(request.values.get("next")),
     )
@@ -84,5 +75,34 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    end_session(current_database(), current_session(), current_actor(), "signed out")
-    return redirect(url_for("ui.login", reason="signed_out"), 303)
+    idle = request.form.get("reason") == "idle"
+    reason = "idle timeout (browser)" if idle else "signed out"
+    end_session(current_database(), current_session(), current_actor(), reason)
+    return redirect(url_for("ui.login", reason="idle" if idle else "signed_out"), 303)
+
+
+@bp.route("/ui/account/password", methods=["GET", "POST"])
+def password() -> Response | str:
+    if request.method == "GET":
+        return render_template("account/password.html", errors={}, min_length=MIN_LENGTH)
+    form = request.form
+    errors = {}
+    if form.get("new_password", "") != form.get("confirm_password", ""):
+        errors["confirm_password"] = "The two new passwords are not the same."  # noqa: S105
+    else:
+        try:
+            change_password(
+                current_database(),
+                current_actor(),
+                form.get("current_password", ""),
+                form.get("new_password", ""),
+                keep_session=current_session().key,
+            )
+        except Invalid as exc:
+            field = "current_password" if "current password" in exc.detail else "new_password"
+            errors[field] = exc.detail
+    if errors:
+        page = render_template("account/password.html", errors=errors, min_length=MIN_LENGTH)
+        return Response(page, 422)
+    flash({"text": "Your password has been changed. Your other sessions were signed out."})
+    return redirect(HOME, 303)
