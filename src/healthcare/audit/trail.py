@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ VALUE_COLUMNS = (
     "detail",
 )
 SUCCESS = "success"
+QUEUED = "healthcare.audit.queued"
 
 CHAIN_HEAD = RawStatement(
     select(audit_chain.c.last_id, audit_chain.c.last_hash)
@@ -114,7 +116,30 @@ def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:
 
 
 def append(conn: Connection, events: Sequence[Event]) -> None:
-    """Add events to the chain inside the caller's transaction: they commit with its change."""
+    """Add events to the chain inside the caller's transaction: they commit with its change.
+
+    Inside a group-commit transaction (see ``batched``) they are queued and join the chain
+    together, once, just before the commit."""
+    queued = conn.info.get(QUEUED)
+    if queued is not None:
+        queued.extend(events)
+    else:
+        _chain(conn, events)
+
+
+@contextmanager
+def batched(conn: Connection) -> Iterator[None]:
+    """Around a transaction: the events appended in it join the chain in one go at its end
+    (one locked read of the chain head, one multi-row insert), if nothing failed."""
+    conn.info[QUEUED] = queued = []
+    try:
+        yield
+        _chain(conn, queued)
+    finally:
+        conn.info.pop(QUEUED, None)
+
+
+def _chain(conn: Connection, events: Sequence[Event]) -> None:
     if not events:
         return
     last_id, last_hash = fetch_one_in(conn, CHAIN_HEAD, {})

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import Connection, Engine
 
+from healthcare.audit import trail
 from healthcare.audit.pending import PendingAudit
 from healthcare.audit.trail import Event
 from healthcare.db import raw
@@ -23,7 +24,9 @@ class Database:
     def __init__(self, engine: Engine, *, audit_delay: float = 0.25) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._writer = GroupCommit(engine, process_lock=_sqlite_process_lock(engine))
+        self._writer = GroupCommit(
+            engine, process_lock=_sqlite_process_lock(engine), around=trail.batched
+        )
         self.pages = RevisionCache()
         # Who an API token belongs to, for a second: see healthcare.auth.tokens.
         self.credentials = ShortLivedCache(ttl=CREDENTIALS_TTL_SECONDS)

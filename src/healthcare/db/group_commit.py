@@ -63,10 +63,13 @@ class GroupCommit:
         engine: Engine,
         max_batch: int = MAX_BATCH,
         process_lock: AbstractContextManager[Any] | None = None,
+        around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
+        # Wraps each transaction inside its BEGIN ... COMMIT (the audit trail's batching).
+        self.around = around or (lambda _conn: nullcontext())
         self._queue: queue.SimpleQueue[_Unit[Any]] = queue.SimpleQueue()
         self._started_in: int | None = None
         self._start_lock = threading.Lock()
@@ -110,7 +113,11 @@ class GroupCommit:
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries."""
         try:
-            with self.process_lock, write_transaction(self.engine) as conn:
+            with (
+                self.process_lock,
+                write_transaction(self.engine) as conn,
+                self.around(conn),
+            ):
                 for unit in batch:
                     unit.result = unit.work(conn)
         except Exception as exc:

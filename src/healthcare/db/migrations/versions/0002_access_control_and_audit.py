@@ -98,7 +98,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_events_username", "audit_events", ["username", "id"])
     op.create_index("ix_audit_events_action", "audit_events", ["action", "at"])
-    op.create_index("ix_audit_events_at", "audit_events", ["at"])
     chain = op.create_table(
         "audit_chain",
         sa.Column("id", sa.Integer, sa.CheckConstraint("id = 1"), primary_key=True),
