@@ -55,10 +55,6 @@ def csrf_ok() -> bool:
     return csrf_valid(current_app.secret_key, current_session(), token)  # type: ignore[arg-type]
 
 
-def _session_actor(actor: Actor) -> Actor:
-    return dataclasses.replace(actor, client=request.remote_addr, request_id=current_request_id())
-
-
 def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Response:
     actor = current_actor()
     detail = f"{reason}: {request.method} {request.path}"
@@ -74,28 +70,35 @@ def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Respons
     return problem(403, "Forbidden", "The form's CSRF token is missing or stale: reload the page.")
 
 
+def _bearer(authorization: str, client: str | None, request_id: str) -> tuple[Actor | None, str]:
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, "malformed Authorization header"
+    return actor_for_token(current_database(), token.strip(), client, request_id)
+
+
+def _browser(client: str | None, request_id: str) -> tuple[Actor | None, str]:
+    browser = current_session()
+    if browser.user is None:
+        return None, f"session ended ({browser.ended})" if browser.ended else "no credentials"
+    return dataclasses.replace(browser.user, client=client, request_id=request_id), "session"
+
+
 def authenticate() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
         return None  # unknown paths get their 404/405; public pages check what they need
     client, request_id = request.remote_addr, current_request_id()
-    g.actor = Actor(None, None, None, None, client, request_id)
-    authorization = request.headers.get("Authorization")
+    authorization = request.environ.get("HTTP_AUTHORIZATION")
     if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return _refuse(401, "malformed Authorization header", invalid_token=True)
-        actor, reason = actor_for_token(current_database(), token.strip(), client, request_id)
-        if actor is None:
-            return _refuse(401, reason, invalid_token=True)
-        g.actor = actor
-        return None
-    browser = current_session()
-    if browser.user is None:
-        reason = f"session ended ({browser.ended})" if browser.ended else "no credentials"
-        return _refuse(401, reason)
-    g.actor = _session_actor(browser.user)
-    if request.method not in SAFE_METHODS and not csrf_ok():
+        actor, reason = _bearer(authorization, client, request_id)
+    else:
+        actor, reason = _browser(client, request_id)
+    g.actor = actor or Actor(None, None, None, None, client, request_id)
+    if actor is None:
+        return _refuse(401, reason, invalid_token=authorization is not None)
+    # A browser sends its cookie by itself, even on a forged request; a bearer token it never does.
+    if authorization is None and request.method not in SAFE_METHODS and not csrf_ok():
         return _refuse(403, "missing or wrong CSRF token")
     return None
 

@@ -45,14 +45,18 @@ class RawStatement:
     def arguments(self, engine: Engine, params: dict[str, Any]) -> tuple[str, Any]:
         compiled = self._for(engine)
         values = {**compiled.literals, **params} if compiled.literals else params
-        if compiled.processors:
+        processors = compiled.processors
+        if compiled.order is not None:
+            return compiled.sql, tuple(
+                processors[name](values[name]) if name in processors else values[name]
+                for name in compiled.order
+            )
+        if processors:
             values = {
-                name: compiled.processors[name](value) if name in compiled.processors else value
+                name: processors[name](value) if name in processors else value
                 for name, value in values.items()
             }
-        if compiled.order is None:
-            return compiled.sql, values
-        return compiled.sql, tuple(values[name] for name in compiled.order)
+        return compiled.sql, values
 
 
 def fetch(

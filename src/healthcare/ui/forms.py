@@ -19,6 +19,7 @@ FRIENDLY = {
     ("age", "int_type"): "Enter the age as a whole number, such as 42.",
     ("age", "greater_than_equal"): "Enter an age from 0 to 150.",
     ("age", "less_than_equal"): "Enter an age from 0 to 150.",
+    ("email", "value_error"): "Enter an email address like name@example.org.",
 }
 
 
@@ -33,6 +34,7 @@ def field_messages(exc: ValidationError) -> dict[str, str]:
     for error in exc.errors(include_url=False, include_input=False):
         field = str(error["loc"][0]) if error["loc"] else "form"
         message = FRIENDLY.get((field, error["type"]), error["msg"].removeprefix("Value error, "))
+        message = message[:1].upper() + message[1:]
         messages.setdefault(field, message if message.endswith(".") else message + ".")
     return messages
 
