@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from healthcare.audit.trail import Event, append
 
 log = logging.getLogger("healthcare.audit")
-FLUSH_AT = 128  # small batches: a flush holds the interpreter for a millisecond or two
+FLUSH_AT = 256  # a flush holds the interpreter for a few milliseconds at most
 MAX_KEPT_ON_FAILURE = 100_000
 
 

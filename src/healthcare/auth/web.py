@@ -21,7 +21,7 @@ from healthcare.auth.sessions import (
 )
 from healthcare.auth.tokens import actor_for_token
 from healthcare.db.database import current_database
-from healthcare.observability import current_request_id
+from healthcare.observability import REQUEST_ID_KEY
 
 PUBLIC_ENDPOINTS = frozenset(
     {
@@ -85,11 +85,14 @@ def _browser(client: str | None, request_id: str) -> tuple[Actor | None, str]:
 
 
 def authenticate() -> Response | None:
-    endpoint = request.endpoint
+    # The request is read once, not through its proxy per attribute: this runs on every call.
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    endpoint = current.endpoint
     if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
         return None  # unknown paths get their 404/405; public pages check what they need
-    client, request_id = request.remote_addr, current_request_id()
-    authorization = request.environ.get("HTTP_AUTHORIZATION")
+    environ = current.environ
+    client, request_id = current.remote_addr, environ.get(REQUEST_ID_KEY, "-")
+    authorization = environ.get("HTTP_AUTHORIZATION")
     if authorization is not None:
         actor, reason = _bearer(authorization, client, request_id)
     else:
