@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from healthcare.audit import trail
 from healthcare.cli import main
 from healthcare.db import migrate
-from tests.conftest import new_patient
+from healthcare.db.database import Database
+from tests.conftest import audit_rows, new_patient
 
 
 @pytest.mark.usefixtures("app")
@@ -90,3 +94,20 @@ def test_totals_stay_exact_through_every_change(runner: CliRunner, client: Flask
         ).one()
     assert tuple(kept) == tuple(counted) == (2, 0)
     assert c["id"] in {p["id"] for p in client.get("/patients").json["items"]}
+
+
+def test_backup_and_restore_are_in_the_audit_trail(
+    runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    new_patient(client)
+    made = runner.invoke(main, ["backup", str(tmp_path)])
+    assert made.exit_code == 0, made.output
+    path = made.output.split("backup written: ")[1].strip()
+    assert [r["action"] for r in audit_rows(db)][-1] == "database.backup"
+    restored = runner.invoke(main, ["restore", path, "--yes"])
+    assert restored.exit_code == 0, restored.output
+    rows = audit_rows(db)
+    assert rows[-1]["action"] == "database.restore"
+    assert rows[-1]["username"].startswith("operator:")
+    assert "database.backup" not in [r["action"] for r in rows]  # written after the copy
+    assert trail.verify(db.engine).intact

@@ -133,6 +133,7 @@ def backup_command(folder: Path | None, keep: int) -> None:
     settings = load_settings()
     with _database(settings) as db:
         written = backup.backup(db.engine, folder or settings.data_dir / "backups", keep)
+        _record(db, "database.backup", str(written))
     click.echo(f"backup written: {written}")
 
 
@@ -149,6 +150,7 @@ def restore_command(path: Path, yes: bool) -> None:
         if not yes:
             click.confirm(f"Replace every record with the contents of {path}?", abort=True)
         backup.restore(db.engine, path)
+        _record(db, "database.restore", str(path))  # joins the restored trail's chain
     click.echo(f"restored from {path}")
 
 
@@ -170,6 +172,14 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     with _database() as db:
         purge_patient(db, Actor.operator(), patient_id)
     click.echo(f"patient {patient_id} purged")
+
+
+def _record(db: Database, action: str, detail: str) -> None:
+    """An operator's action on the whole database, in the audit trail."""
+    from healthcare.audit.trail import append
+
+    event = Actor.operator().event(action, detail=detail)
+    db.write(lambda conn: append(conn, [event]))
 
 
 def _first_admin(db: Database, settings: Settings) -> None:
