@@ -21,6 +21,7 @@ from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
+from healthcare.observability import configure_logging
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,6 +68,7 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.server import Server
 
     settings = load_settings()
+    configure_logging(settings.log_level)  # the first-run line is a JSON log line like the rest
     with _database(settings) as db:
         migrate.upgrade(db.engine)
         _first_admin(db, settings)
