@@ -21,7 +21,7 @@ from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
-from healthcare.observability import configure_logging
+from healthcare.observability import write_line_now
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,7 +68,6 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.server import Server
 
     settings = load_settings()
-    configure_logging(settings.log_level)  # the first-run line is a JSON log line like the rest
     with _database(settings) as db:
         migrate.upgrade(db.engine)
         _first_admin(db, settings)
@@ -196,10 +195,10 @@ def _first_admin(db: Database, settings: Settings) -> None:
     except ServiceError as exc:
         raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
     if generated:
-        logging.getLogger("healthcare").warning(
-            "first run: created user 'admin' with password %s - sign in now and change it "
-            "(this is the only time it is shown)",
-            generated,
+        write_line_now(
+            logging.WARNING,
+            f"first run: created user 'admin' with password {generated} - sign in now and "
+            "change it (this is the only time it is shown)",
         )
 
 

@@ -118,6 +118,14 @@ def configure_logging(level: str, *, to_stdout: bool = True) -> None:
     service_log.propagate = False
 
 
+def write_line_now(level: int, message: str) -> None:
+    """One JSON log line straight to stdout, with no handler and no thread: for the server's
+    parent process, whose threads and locks its forked workers would inherit."""
+    record = logging.LogRecord(service_log.name, level, __file__, 0, message, None, None)
+    sys.stdout.write(JsonFormatter().format(record) + "\n")
+    sys.stdout.flush()
+
+
 def current_request_id() -> str:
     return request.environ.get(REQUEST_ID_KEY, "-")
 
