@@ -48,14 +48,41 @@ MOVE_HEAD = RawStatement(
     .where(audit_chain.c.id == 1)
     .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
 )
-INSERT = RawStatement(
-    insert(audit_events).values(
-        {
-            name: bindparam(name, type_=audit_events.c[name].type)
-            for name in ("id", *VALUE_COLUMNS, "hash")
-        }
+ROW_COLUMNS = ("id", *VALUE_COLUMNS, "hash")
+# Rows go in as multi-row INSERTs of these sizes: one statement (and so one release of the
+# interpreter lock around SQLite's work) for many rows, instead of one per row, which made
+# the request threads and the writer hand the lock back and forth on every row.
+CHUNK_SIZES = (64, 16, 4, 1)
+
+
+def _multi_row_insert(size: int) -> RawStatement:
+    return RawStatement(
+        insert(audit_events).values(
+            [
+                {
+                    name: bindparam(f"{name}_{i}", type_=audit_events.c[name].type)
+                    for name in ROW_COLUMNS
+                }
+                for i in range(size)
+            ]
+        )
     )
-)
+
+
+INSERTS = {size: _multi_row_insert(size) for size in CHUNK_SIZES}
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    start = 0
+    for size in CHUNK_SIZES:
+        while len(rows) - start >= size:
+            params = {
+                f"{name}_{i}": row[name]
+                for i, row in enumerate(rows[start : start + size])
+                for name in ROW_COLUMNS
+            }
+            execute_many_in(conn, INSERTS[size], [params])
+            start += size
 
 
 @dataclass(slots=True)
@@ -149,7 +176,7 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
         values = event.values()
         last_hash = row_hash(last_hash, last_id, values)
         rows.append({"id": last_id, **values, "hash": last_hash})
-    execute_many_in(conn, INSERT, rows)
+    _insert_rows(conn, rows)
     execute_many_in(conn, MOVE_HEAD, [{"last_id": last_id, "last_hash": last_hash}])
 
 
