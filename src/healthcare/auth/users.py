@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from healthcare import clock
 from healthcare.audit.record import audited_read, audited_write
@@ -18,6 +19,7 @@ from healthcare.auth.passwords import (
     verify_password,
 )
 from healthcare.db.database import Database
+from healthcare.db.engine import write_transaction
 from healthcare.db.models import user_sessions, users
 from healthcare.errors import Conflict, Invalid, NotFound
 
@@ -190,5 +192,11 @@ def ensure_first_admin(db: Database, password: str | None) -> str | None:
         append(conn, [event])
         return True
 
-    created = db.write(create)
+    # A transaction of its own rather than the group-commit writer: this runs in the server's
+    # parent process before it forks the workers, which must not inherit a running thread.
+    try:
+        with write_transaction(db.engine) as conn:
+            created = create(conn)
+    except IntegrityError:
+        created = False  # PostgreSQL: another process inserted `admin` at the same moment
     return chosen if created and password is None else None
