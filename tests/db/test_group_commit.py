@@ -76,3 +76,17 @@ def test_a_lone_failing_unit_raises_and_writes_nothing(engine: Engine) -> None:
         writer.run(failing)
     assert _count(engine) == 0
     assert writer.run(_insert("After")) > 0
+
+
+def test_close_ends_the_writer_thread_after_the_queued_writes(engine: Engine) -> None:
+    """A process that forks after using the database (the server's parent) has no thread."""
+    writer = GroupCommit(engine)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: writer.run(_insert(f"Before close {i}")), range(20)))
+    thread = next(t for t in threading.enumerate() if t is writer._writer)
+    writer.close()
+    assert not thread.is_alive()
+    assert _count(engine) == 20
+    writer.run(_insert("After close"))  # a later write starts a writer again
+    assert _count(engine) == 21
+    writer.close()

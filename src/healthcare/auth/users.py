@@ -19,7 +19,6 @@ from healthcare.auth.passwords import (
     verify_password,
 )
 from healthcare.db.database import Database
-from healthcare.db.engine import write_transaction
 from healthcare.db.models import user_sessions, users
 from healthcare.errors import Conflict, Invalid, NotFound
 
@@ -192,11 +191,8 @@ def ensure_first_admin(db: Database, password: str | None) -> str | None:
         append(conn, [event])
         return True
 
-    # A transaction of its own rather than the group-commit writer: this runs in the server's
-    # parent process before it forks the workers, which must not inherit a running thread.
     try:
-        with write_transaction(db.engine) as conn:
-            created = create(conn)
+        created = db.write(create)
     except IntegrityError:
         created = False  # PostgreSQL: another process inserted `admin` at the same moment
     return chosen if created and password is None else None

@@ -52,7 +52,9 @@ class Database:
         self.pending_audit.add(event)
 
     def dispose(self) -> None:
+        """Write what is pending, end this process's writer threads, close the connections."""
         self.pending_audit.close()
+        self._writer.close()
         self.engine.dispose()
 
 

@@ -23,6 +23,7 @@ from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
 MAX_BATCH = 64
+_STOP: Any = object()  # queued by close(): the writer ends after the units before it
 
 
 class _Unit(Generic[T]):
@@ -91,21 +92,36 @@ class GroupCommit:
         with self._start_lock:
             if self._started_in != os.getpid():
                 self._queue = queue.SimpleQueue()
-                writer = threading.Thread(
+                self._writer = threading.Thread(
                     target=self._write_forever, name="group-commit", daemon=True
                 )
-                writer.start()
+                self._writer.start()
                 self._started_in = os.getpid()
+
+    def close(self) -> None:
+        """Let this process's writer thread end once the writes queued before have committed:
+        a process that forks afterwards (the server's parent) must have no thread running."""
+        if self._started_in != os.getpid():
+            return
+        self._queue.put(_STOP)
+        self._writer.join()
+        self._started_in = None
 
     def _write_forever(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            while len(batch) < self.max_batch and batch[-1] is not _STOP:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._commit(batch)
+            stop = batch[-1] is _STOP
+            if stop:
+                batch.pop()
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
