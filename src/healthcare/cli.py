@@ -339,12 +339,12 @@ def audit_export(since: Any) -> None:
 
 
 def _validated(model: Any, **values: Any) -> Any:
-    from pydantic import ValidationError
+    """The command's arguments through the shared schema; problems worded as on the pages."""
+    from healthcare.ui.forms import validated
 
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+    data, errors = validated(model, values)
+    if data is None:
+        raise click.UsageError(
+            "; ".join(f"{field}: {message}" for field, message in errors.items())
         )
-        raise click.UsageError(problems) from None
+    return data

@@ -150,3 +150,10 @@ def test_first_run_refuses_a_weak_admin_password(db: Database) -> None:
 
     with pytest.raises(Invalid):
         ensure_first_admin(db, "admin")
+
+
+def test_cli_refuses_a_malformed_user_name_with_the_schemas_words(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["users", "create", "bad name!", "--role", "viewer",
+                                  "--password-stdin"], input=GOOD + "\n")  # fmt: skip
+    assert result.exit_code == 2
+    assert "username: String should match pattern" in result.output
