@@ -137,7 +137,7 @@ def _storable(value: str | None, name: str) -> str | None:
 
 
 def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:
-    payload = [event_id, clock.rfc3339(clock.as_utc(values["at"]))]
+    payload = [event_id, clock.rfc3339(values["at"])]
     payload += [values[name] for name in VALUE_COLUMNS[1:]]
     return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
 
@@ -213,7 +213,7 @@ def verify(engine: Engine) -> ChainReport:
 def as_api(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
-        "at": clock.rfc3339(clock.as_utc(row["at"])),
+        "at": clock.rfc3339(row["at"]),
         **{name: row[name] for name in VALUE_COLUMNS[1:] if name != "fields"},
         "fields": row["fields"].split(",") if row["fields"] else [],
         "hash": row["hash"],

@@ -58,7 +58,7 @@ def _state(row: Any) -> str:
 def token_to_api(row: Any) -> dict[str, Any]:
     def moment(name: str) -> str | None:
         value = row[name]
-        return clock.rfc3339(clock.as_utc(value)) if value is not None else None
+        return clock.rfc3339(value) if value is not None else None
 
     return {
         "id": row["id"],

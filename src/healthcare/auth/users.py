@@ -33,8 +33,8 @@ def user_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "username": row["username"],
         "role": row["role"],
-        "created_at": clock.rfc3339(clock.as_utc(row["created_at"])),
-        "disabled_at": clock.rfc3339(clock.as_utc(disabled)) if disabled else None,
+        "created_at": clock.rfc3339(row["created_at"]),
+        "disabled_at": clock.rfc3339(disabled) if disabled else None,
     }
 
 
