@@ -27,6 +27,7 @@ class Database:
         self._writer = GroupCommit(
             engine, process_lock=_sqlite_process_lock(engine), around=trail.batched
         )
+        self._readers = raw.readers_for(engine)
         self.pages = RevisionCache()
         # Who an API token belongs to, for a second: see healthcare.auth.tokens.
         self.credentials = ShortLivedCache(ttl=CREDENTIALS_TTL_SECONDS)
@@ -45,7 +46,7 @@ class Database:
     def read(
         self, *selects: tuple[raw.RawStatement, dict[str, Any]]
     ) -> list[list[tuple[Any, ...]]]:
-        return raw.fetch(self.engine, *selects)
+        return raw.fetch(self.engine, self._readers, *selects)
 
     def audit_soon(self, event: Event) -> None:
         """Record an event that changes nothing (a read, a refusal) with the next flush."""
@@ -55,6 +56,7 @@ class Database:
         """Write what is pending, end this process's writer threads, close the connections."""
         self.pending_audit.close()
         self._writer.close()
+        self._readers.close()
         self.engine.dispose()
 
 

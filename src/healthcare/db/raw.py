@@ -8,8 +8,10 @@ dialect, and run with bound parameters, passed through the column types' own bin
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.sql.expression import Executable
@@ -59,12 +61,73 @@ class RawStatement:
         return compiled.sql, values
 
 
+class Readers(Protocol):
+    """Where raw reads get a driver connection, and give it back."""
+
+    def checkout(self) -> Any: ...
+    def checkin(self, connection: Any, *, failed: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class PooledReaders:
+    """Reads on connections from the engine's pool (PostgreSQL: a server can drop them, and
+    the pool checks them before use and ends each read's transaction)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def checkout(self) -> Any:
+        return self.engine.raw_connection()
+
+    def checkin(self, connection: Any, *, failed: bool) -> None:
+        connection.close()
+
+    def close(self) -> None:
+        """Nothing kept here: disposing of the engine closes the pool."""
+
+
+class ThreadReaders(threading.local):
+    """SQLite: each thread keeps one connection of its own for raw reads.
+
+    A pool checkout and return (with its reset) cost more than reading a patient by id. A
+    SQLite connection is a local file handle that no server can drop, and in autocommit mode a
+    read leaves no transaction open, so nothing carries from one read to the next. A forked
+    process opens its own; a read that fails gives its connection up."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Any = None
+        self.pid = 0
+
+    def checkout(self) -> Any:
+        if self.connection is None or self.pid != os.getpid():
+            connection = self.engine.raw_connection()
+            connection.detach()  # closed, not pooled, when given up
+            self.connection, self.pid = connection, os.getpid()
+        return self.connection
+
+    def checkin(self, connection: Any, *, failed: bool) -> None:
+        if failed:
+            self.close()
+
+    def close(self) -> None:
+        """Close this thread's connection (the others close with their threads)."""
+        if self.connection is not None and self.pid == os.getpid():
+            self.connection.close()
+        self.connection = None
+
+
+def readers_for(engine: Engine) -> Readers:
+    return ThreadReaders(engine) if engine.dialect.name == "sqlite" else PooledReaders(engine)
+
+
 def fetch(
-    engine: Engine, *statements: tuple[RawStatement, dict[str, Any]]
+    engine: Engine, readers: Readers, *statements: tuple[RawStatement, dict[str, Any]]
 ) -> list[list[tuple[Any, ...]]]:
-    """Run each (statement, parameters) on one pooled connection; rows come back as tuples in
-    the order of the statement's columns."""
-    connection = engine.raw_connection()
+    """Run each (statement, parameters) on one connection; rows come back as tuples in the
+    order of the statement's columns."""
+    connection = readers.checkout()
+    failed = True
     try:
         cursor = connection.cursor()
         results = []
@@ -72,8 +135,9 @@ def fetch(
             cursor.execute(*statement.arguments(engine, params))
             results.append(cursor.fetchall())
         cursor.close()
+        failed = False
     finally:
-        connection.close()
+        readers.checkin(connection, failed=failed)
     return results
 
 

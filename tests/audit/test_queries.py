@@ -1,0 +1,100 @@
+"""Reading the trail back by patient: era by era, through the indexes made for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select, text
+
+from healthcare.audit import queries, trail
+from healthcare.db.database import Database
+from healthcare.db.models import audit_events
+
+PATIENT = 7
+ERA = queries.ERA_SIZE
+ERA_SEEK = {"sqlite": "(<expr>=? AND patient_id=?)", "postgresql": f"(id / {ERA}) = ANY"}
+
+
+def _trail_across_eras(db: Database) -> list[int]:
+    """Three eras of rows; patient 7 appears early in the first, not at all in the second, and
+    at both ends of the third. Its ids, newest first."""
+    events = []
+    for position in range(2 * ERA + 300):
+        mine = position in {5, 6, 2 * ERA, 2 * ERA + 1, 2 * ERA + 299}
+        action = "patient.update" if position == 6 else "patient.read"
+        events.append(trail.Event(action, username="reader", patient_id=PATIENT if mine else 1))
+    db.write(lambda conn: trail.append(conn, events))
+    return _ids_of_patient(db)
+
+
+def _ids_of_patient(db: Database) -> list[int]:
+    db.pending_audit.flush()
+    with db.engine.connect() as conn:
+        ids = conn.execute(
+            select(audit_events.c.id)
+            .where(audit_events.c.patient_id == PATIENT)
+            .order_by(audit_events.c.id.desc())
+        ).scalars()
+        return list(ids)
+
+
+@pytest.mark.parametrize("eras_per_statement", [1, 2, queries.ERAS_PER_STATEMENT])
+def test_a_patients_rows_page_across_eras(
+    client_as: Callable[[str], FlaskClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    eras_per_statement: int,
+) -> None:
+    monkeypatch.setattr(queries, "ERAS_PER_STATEMENT", eras_per_statement)
+    expected = _trail_across_eras(db)
+    assert [i // ERA for i in expected] == [2, 2, 2, 0, 0]  # the layout the test is about
+    admin, seen, before = client_as("admin"), [], ""
+    while True:
+        page = admin.get(f"/audit?patient_id={PATIENT}&limit=2{before}").json
+        seen += [row["id"] for row in page["items"]]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert seen == expected
+    now_expected = _ids_of_patient(db)  # the searches above are on the patient's log too
+    log = admin.get(f"/patients/{PATIENT}/access-log?limit=500").json["items"]
+    assert [row["id"] for row in log] == now_expected
+
+
+def test_a_far_off_cursor_starts_from_the_newest_row(
+    client_as: Callable[[str], FlaskClient], db: Database
+) -> None:
+    expected = _trail_across_eras(db)
+    page = client_as("admin").get(f"/audit?patient_id={PATIENT}&before={2**63 - 1}").json
+    assert [row["id"] for row in page["items"]] == expected
+
+
+def test_the_last_change_is_found_however_old(db: Database) -> None:
+    ids = _trail_across_eras(db)
+    change = queries.last_change(db, PATIENT)
+    assert change is not None
+    assert change["action"] == "patient.update"
+    assert ids[-2] < ERA  # in the oldest era, behind thousands of newer rows
+
+
+def _plan(db: Database, statement: object) -> str:
+    compiled = statement.compile(db.engine, compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
+    with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("SET enable_seqscan = off"))  # usable at all, whatever the size
+            return "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
+        rows = conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")).all()
+        return "\n".join(row[-1] for row in rows)
+
+
+def test_patient_lookups_use_the_indexes_made_for_them(db: Database) -> None:
+    """The queries must spell the era and the change condition exactly as the indexes do."""
+    page = queries._filtered(queries.AuditQuery(), PATIENT).where(queries.ERA.in_([3, 2]))
+    plan = _plan(db, page.limit(51))
+    assert "ix_audit_events_patient_era" in plan
+    assert ERA_SEEK[db.dialect] in plan  # a seek on the era, not a walk of the whole index
+    c = audit_events.c
+    change = select(c.id).where(c.patient_id == PATIENT, queries.IS_CHANGE).limit(1)
+    assert "ix_audit_events_patient_change" in _plan(db, change)

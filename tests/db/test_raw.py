@@ -1,0 +1,100 @@
+"""The raw read path: SQLite reads keep one connection per thread, PostgreSQL reads use the pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import literal_column, select
+
+from healthcare.db import migrate, raw
+from healthcare.db.engine import create_db_engine
+from healthcare.patients import queries
+
+ONE = raw.RawStatement(select(literal_column("1")))
+BROKEN = raw.RawStatement(select(literal_column("no_such_column")))
+
+
+@pytest.fixture
+def readers(tmp_path: Path) -> Iterator[raw.ThreadReaders]:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate.upgrade(engine)
+    readers = raw.readers_for(engine)
+    assert isinstance(readers, raw.ThreadReaders)
+    yield readers
+    readers.close()
+    engine.dispose()
+
+
+def _read(readers: raw.ThreadReaders, statement: raw.RawStatement = ONE) -> object:
+    [rows] = raw.fetch(readers.engine, readers, (statement, {}))
+    return rows
+
+
+def test_a_thread_keeps_its_connection_and_other_threads_have_their_own(
+    readers: raw.ThreadReaders,
+) -> None:
+    assert _read(readers) == [(1,)]
+    mine = readers.connection
+    _read(readers)
+    assert readers.connection is mine
+    theirs: list[object] = []
+
+    def other_thread() -> None:
+        _read(readers)
+        theirs.append(readers.connection)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert theirs[0] is not None
+    assert theirs[0] is not mine
+
+
+def test_a_failed_read_gives_up_its_connection(readers: raw.ThreadReaders) -> None:
+    _read(readers)
+    before = readers.connection
+    with pytest.raises(sqlite3.OperationalError):
+        _read(readers, BROKEN)
+    assert readers.connection is None
+    assert _read(readers) == [(1,)]
+    assert readers.connection is not before
+
+
+def test_reads_see_what_other_connections_commit(readers: raw.ThreadReaders) -> None:
+    """A kept connection holds no transaction open between reads, so no stale snapshot."""
+    revision = (queries.revision, {})
+    [[(first,)]] = raw.fetch(readers.engine, readers, revision)
+    with readers.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE patient_totals SET revision = revision + 1")
+    [[(second,)]] = raw.fetch(readers.engine, readers, revision)
+    assert second == first + 1
+
+
+def _read_in_child(readers: raw.ThreadReaders, parent_connection: object) -> None:
+    assert _read(readers) == [(1,)]
+    assert readers.connection is not parent_connection
+
+
+def test_a_forked_process_opens_its_own_connection(readers: raw.ThreadReaders) -> None:
+    _read(readers)
+    child = multiprocessing.get_context("fork").Process(
+        target=_read_in_child, args=(readers, readers.connection)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert _read(readers) == [(1,)]  # the parent's connection still works
+
+
+def test_postgresql_reads_use_the_pool(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    readers = raw.readers_for(engine)
+    expected = raw.ThreadReaders if engine.dialect.name == "sqlite" else raw.PooledReaders
+    assert isinstance(readers, expected)
+    assert raw.fetch(engine, readers, (ONE, {})) == [[(1,)]]
+    engine.dispose()
