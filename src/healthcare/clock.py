@@ -21,9 +21,11 @@ def rfc3339(moment: datetime | str) -> str:
     if isinstance(moment, str):
         # SQLite's stored text, always UTC: 'YYYY-MM-DD HH:MM:SS.ffffff'.
         return moment.replace(" ", "T", 1) + "Z"
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is None:
+        return moment.isoformat(timespec="microseconds") + "Z"
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
 
 
 def from_stored(value: datetime | str | None) -> datetime | None:

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -142,6 +143,25 @@ def test_verify_names_the_first_tampered_row(
     assert f"BROKEN at row {broken_at}" in result.output
 
 
+def test_the_hashed_payload_is_the_one_existing_trails_were_written_with() -> None:
+    """Rows written by earlier versions must keep verifying: what is hashed, and how, is fixed."""
+    event = trail.Event(
+        "patient.update",
+        user_id=3,
+        username="clinician",
+        token_label="lab",
+        client="10.0.0.1",
+        request_id="r" * 32,
+        patient_id=42,
+        fields=["name", "age"],
+        detail="x",
+        at=datetime(2026, 11, 27, 7, 30, 0, 123456, tzinfo=UTC),
+    )
+    assert trail.row_hash(trail.GENESIS_HASH, 1, event.values()) == (
+        "079949c97805b1e4bd170fec47ba30227e6dcb52068917650a3870a20a1ac6c3"
+    )
+
+
 def test_a_rewritten_hash_does_not_hide_an_edit(client: FlaskClient, db: Database) -> None:
     """Recomputing the edited row's own hash breaks the link to the next row instead."""
     _chain_of(client, db, 4)
@@ -153,7 +173,10 @@ def test_a_rewritten_hash_does_not_hide_an_edit(client: FlaskClient, db: Databas
         conn.execute(
             audit_events.update()
             .where(audit_events.c.id == 2)
-            .values(username="someone else", hash=trail.row_hash(previous, 2, forged))
+            .values(
+                username="someone else",
+                hash=trail.row_hash(previous, 2, trail.stored_values(forged)),
+            )
         )
     assert trail.verify(db.engine).broken_at == 3
 

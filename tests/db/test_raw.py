@@ -1,16 +1,20 @@
-"""The raw read path: SQLite reads keep one connection per thread, PostgreSQL reads use the pool."""
+"""The raw paths: SQLite reads keep one connection per thread, PostgreSQL reads use the pool;
+many rows go in with one statement."""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import literal_column, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, literal_column, select
 
+from healthcare import clock
 from healthcare.db import migrate, raw
 from healthcare.db.engine import create_db_engine
 from healthcare.patients import queries
@@ -98,3 +102,29 @@ def test_postgresql_reads_use_the_pool(database_url: str) -> None:
     assert isinstance(readers, expected)
     assert raw.fetch(engine, readers, (ONE, {})) == [[(1,)]]
     engine.dispose()
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 64, 85, 200])
+def test_a_multi_row_insert_writes_every_row_as_given(database_url: str, count: int) -> None:
+    """Chunks of every size (85 = 64 + 16 + 4 + 1), a processed type (the time), nulls."""
+    engine = create_db_engine(database_url)
+    metadata = MetaData()
+    table = Table(
+        f"scratch_{uuid.uuid4().hex[:8]}",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("at", DateTime(timezone=True)),
+        Column("label", String(20)),
+    )
+    metadata.create_all(engine)
+    start = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
+    rows = [(i, start + timedelta(seconds=i), None if i % 3 else f"row {i}") for i in range(count)]
+    try:
+        with engine.begin() as conn:
+            raw.MultiRowInsert(table, ("id", "at", "label")).run(conn, rows)
+        with engine.connect() as conn:
+            stored = conn.execute(select(table).order_by(table.c.id)).all()
+        assert [(i, clock.as_utc(at), label) for i, at, label in stored] == rows
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from healthcare import clock
 from healthcare.db.models import audit_chain, audit_events
-from healthcare.db.raw import RawStatement, execute_many_in, fetch_one_in
+from healthcare.db.raw import MultiRowInsert, RawStatement, execute_many_in, fetch_one_in
 
 GENESIS_HASH = "0" * 64
 VALUE_COLUMNS = (
@@ -48,41 +48,7 @@ MOVE_HEAD = RawStatement(
     .where(audit_chain.c.id == 1)
     .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
 )
-ROW_COLUMNS = ("id", *VALUE_COLUMNS, "hash")
-# Rows go in as multi-row INSERTs of these sizes: one statement (and so one release of the
-# interpreter lock around SQLite's work) for many rows, instead of one per row, which made
-# the request threads and the writer hand the lock back and forth on every row.
-CHUNK_SIZES = (64, 16, 4, 1)
-
-
-def _multi_row_insert(size: int) -> RawStatement:
-    return RawStatement(
-        insert(audit_events).values(
-            [
-                {
-                    name: bindparam(f"{name}_{i}", type_=audit_events.c[name].type)
-                    for name in ROW_COLUMNS
-                }
-                for i in range(size)
-            ]
-        )
-    )
-
-
-INSERTS = {size: _multi_row_insert(size) for size in CHUNK_SIZES}
-
-
-def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    start = 0
-    for size in CHUNK_SIZES:
-        while len(rows) - start >= size:
-            params = {
-                f"{name}_{i}": row[name]
-                for i, row in enumerate(rows[start : start + size])
-                for name in ROW_COLUMNS
-            }
-            execute_many_in(conn, INSERTS[size], [params])
-            start += size
+INSERT = MultiRowInsert(audit_events, ("id", *VALUE_COLUMNS, "hash"))
 
 
 @dataclass(slots=True)
@@ -101,20 +67,21 @@ class Event:
     detail: str | None = None
     at: datetime = field(default_factory=lambda: clock.utc_now())
 
-    def values(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "user_id": self.user_id,
-            "username": _storable(self.username, "username"),
-            "token_label": _storable(self.token_label, "token_label"),
-            "action": self.action,
-            "patient_id": self.patient_id,
-            "outcome": self.outcome,
-            "client": _storable(self.client, "client"),
-            "request_id": _storable(self.request_id, "request_id"),
-            "fields": ",".join(sorted(self.fields)) if self.fields else None,
-            "detail": _storable(self.detail, "detail"),
-        }
+    def values(self) -> tuple[Any, ...]:
+        """The stored values, in ``VALUE_COLUMNS`` order."""
+        return (
+            self.at,
+            self.user_id,
+            _storable(self.username, "username"),
+            _storable(self.token_label, "token_label"),
+            self.action,
+            self.patient_id,
+            self.outcome,
+            _storable(self.client, "client"),
+            _storable(self.request_id, "request_id"),
+            ",".join(sorted(self.fields)) if self.fields else None,
+            _storable(self.detail, "detail"),
+        )
 
 
 TEXT_LIMITS = {
@@ -136,10 +103,15 @@ def _storable(value: str | None, name: str) -> str | None:
     return cleaned[:limit]
 
 
-def row_hash(previous: str, event_id: int, values: dict[str, Any]) -> str:
-    payload = [event_id, clock.rfc3339(values["at"])]
-    payload += [values[name] for name in VALUE_COLUMNS[1:]]
+def row_hash(previous: str, event_id: int, values: Sequence[Any]) -> str:
+    """The hash of a row from the one before it, its id and its values (``VALUE_COLUMNS``)."""
+    payload = [event_id, clock.rfc3339(values[0]), *values[1:]]
     return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
+
+
+def stored_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A row read back from the table, as ``row_hash`` takes its values."""
+    return tuple(row[name] for name in VALUE_COLUMNS)
 
 
 def append(conn: Connection, events: Sequence[Event]) -> None:
@@ -175,8 +147,8 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
         last_id += 1
         values = event.values()
         last_hash = row_hash(last_hash, last_id, values)
-        rows.append({"id": last_id, **values, "hash": last_hash})
-    _insert_rows(conn, rows)
+        rows.append((last_id, *values, last_hash))
+    INSERT.run(conn, rows)
     execute_many_in(conn, MOVE_HEAD, [{"last_id": last_id, "last_hash": last_hash}])
 
 
@@ -200,7 +172,7 @@ def verify(engine: Engine) -> ChainReport:
             for row in result.mappings():
                 if row["id"] != expected_id:
                     return ChainReport(count, expected_id, f"row {expected_id} is missing")
-                if row_hash(previous, row["id"], dict(row)) != row["hash"]:
+                if row_hash(previous, row["id"], stored_values(row)) != row["hash"]:
                     return ChainReport(count, row["id"], f"row {row['id']} does not match its hash")
                 previous, expected_id, count = row["hash"], expected_id + 1, count + 1
         head = select(audit_chain.c.last_id, audit_chain.c.last_hash)
