@@ -36,7 +36,14 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # PYTHONFAULTHANDLER is on: SIGABRT writes every thread's stack of the server and
+            # its workers to the log, which is what a hang needs to be understood.
+            os.killpg(self.process.pid, signal.SIGABRT)
+            self.process.wait(30)
+            pytest.fail(f"the server did not stop within {timeout} s:\n{self.log()[-30_000:]}")
 
     def crash(self) -> None:
         """SIGKILL the server and its workers at once, as a power cut would."""
@@ -56,6 +63,7 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
         "HEALTHCARE_DATABASE_URL": database_url,
         "HEALTHCARE_DATA_DIR": str(data_dir),
         "WEB_CONCURRENCY": "2",
+        "PYTHONFAULTHANDLER": "1",
         **env,
     }
     healthcare = Path(sys.executable).with_name("healthcare")
