@@ -3,6 +3,7 @@ many rows go in with one statement."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sqlite3
 import threading
@@ -59,12 +60,30 @@ def test_a_thread_keeps_its_connection_and_other_threads_have_their_own(
     assert theirs[0] is not mine
 
 
+def test_a_thread_that_ends_closes_its_connection(readers: raw.ThreadReaders) -> None:
+    drivers: list[sqlite3.Connection] = []
+
+    def short_lived() -> None:
+        _read(readers)
+        drivers.append(readers.connection.dbapi_connection)
+
+    thread = threading.Thread(target=short_lived)
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        drivers[0].execute("SELECT 1")
+
+
 def test_a_failed_read_gives_up_its_connection(readers: raw.ThreadReaders) -> None:
     _read(readers)
-    before = readers.connection
+    before, driver = readers.connection, readers.connection.dbapi_connection
     with pytest.raises(sqlite3.OperationalError):
         _read(readers, BROKEN)
     assert readers.connection is None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        driver.execute("SELECT 1")
     assert _read(readers) == [(1,)]
     assert readers.connection is not before
 
@@ -82,6 +101,7 @@ def test_reads_see_what_other_connections_commit(readers: raw.ThreadReaders) -> 
 def _read_in_child(readers: raw.ThreadReaders, parent_connection: object) -> None:
     assert _read(readers) == [(1,)]
     assert readers.connection is not parent_connection
+    readers.close()  # closes the child's own connection, not the parent's
 
 
 def test_a_forked_process_opens_its_own_connection(readers: raw.ThreadReaders) -> None:

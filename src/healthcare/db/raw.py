@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -91,18 +92,23 @@ class ThreadReaders(threading.local):
 
     A pool checkout and return (with its reset) cost more than reading a patient by id. A
     SQLite connection is a local file handle that no server can drop, and in autocommit mode a
-    read leaves no transaction open, so nothing carries from one read to the next. A forked
-    process opens its own; a read that fails gives its connection up."""
+    read leaves no transaction open, so nothing carries from one read to the next. A read that
+    fails gives its connection up; a thread that ends closes it; a forked process opens its own
+    and leaves its parent's alone."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.connection: Any = None
         self.pid = 0
+        self._closer: weakref.finalize | None = None
 
     def checkout(self) -> Any:
-        if self.connection is None or self.pid != os.getpid():
+        if self.pid != os.getpid():
+            self._forget()
+        if self.connection is None:
             connection = self.engine.raw_connection()
             connection.detach()  # closed, not pooled, when given up
+            self._closer = weakref.finalize(threading.current_thread(), connection.close)
             self.connection, self.pid = connection, os.getpid()
         return self.connection
 
@@ -112,9 +118,14 @@ class ThreadReaders(threading.local):
 
     def close(self) -> None:
         """Close this thread's connection (the others close with their threads)."""
-        if self.connection is not None and self.pid == os.getpid():
-            self.connection.close()
-        self.connection = None
+        if self._closer is not None and self.pid == os.getpid():
+            self._closer()  # runs at most once
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._closer is not None:
+            self._closer.detach()
+        self.connection, self._closer = None, None
 
 
 def readers_for(engine: Engine) -> Readers:
