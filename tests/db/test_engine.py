@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, func, select, text
 
 from healthcare.auth.access import Actor
 from healthcare.db import migrate
 from healthcare.db.database import Database
-from healthcare.db.engine import create_db_engine
+from healthcare.db.engine import create_db_engine, write_transaction
 from healthcare.db.models import patients
 from healthcare.patients import service
 from healthcare.patients.schemas import PatientIn
@@ -86,3 +88,48 @@ def test_racing_migrations_converge(tmp_path: Path, backend: str) -> None:
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         revisions = pool.map(_upgrade, [url] * 3)
     assert revisions == [migrate.head_revision()] * 3
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = migrate._alembic_config()
+    with write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def _schema(engine: Engine) -> dict[str, list[str]]:
+    """Tables and the names of their indexes (expression indexes included)."""
+    if engine.dialect.name == "sqlite":
+        listing = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'"
+    else:
+        listing = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'"
+    with engine.connect() as conn:
+        rows = conn.execute(text(listing)).all()
+    return {
+        table: sorted(n for t, n in rows if t == table) for table in sorted({t for t, _ in rows})
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_every_migration_steps_down_and_up_again(tmp_path: Path, backend: str) -> None:
+    """A release can be rolled back: each migration's downgrade restores the schema before it."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'steps.db'}"
+    else:
+        url = fresh_postgres_database(postgres_server_url(), "steps")
+    engine = create_db_engine(url)
+    revisions = [
+        r.revision for r in ScriptDirectory.from_config(migrate._alembic_config()).walk_revisions()
+    ]
+    schemas = {}
+    for revision in reversed(revisions):
+        migrate.upgrade(engine, revision)
+        schemas[revision] = _schema(engine)
+    for newer, older in zip(revisions, [*revisions[1:], "base"], strict=True):
+        _downgrade(engine, older)
+        assert migrate.current_revision(engine) == (None if older == "base" else older), newer
+        if older != "base":
+            assert _schema(engine) == schemas[older], f"downgrade of {newer}"
+    migrate.upgrade(engine)
+    assert _schema(engine) == schemas[revisions[0]]
+    engine.dispose()

@@ -80,13 +80,24 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if requests.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.1)
+        if _ready(server, int(environment["WEB_CONCURRENCY"])):
+            return server
+        time.sleep(0.1)
     server.stop(signal.SIGKILL)
     pytest.fail(f"server did not become ready:\n{server.log()}")
+
+
+def _ready(server: Server, workers: int) -> bool:
+    """Every worker started, and answering. One worker answers /readyz while the others may
+    still be starting, and granian's worker misses a stop signal that arrives in that window
+    (it is killed only after the 30 s kill timeout): a test that stops the server at once must
+    not race it."""
+    if server.log().count("Started worker-") < workers:
+        return False
+    try:
+        return requests.get(f"{server.url}/readyz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def missing(reason: str) -> None:
