@@ -118,9 +118,15 @@ def test_every_migration_steps_down_and_up_again(tmp_path: Path, backend: str) -
     else:
         url = fresh_postgres_database(postgres_server_url(), "steps")
     engine = create_db_engine(url)
-    revisions = [
-        r.revision for r in ScriptDirectory.from_config(migrate._alembic_config()).walk_revisions()
-    ]
+    try:
+        _step_down_and_up(engine)
+    finally:
+        engine.dispose()
+
+
+def _step_down_and_up(engine: Engine) -> None:
+    script = ScriptDirectory.from_config(migrate._alembic_config())
+    revisions = [r.revision for r in script.walk_revisions()]  # newest first
     schemas = {}
     for revision in reversed(revisions):
         migrate.upgrade(engine, revision)
@@ -132,4 +138,3 @@ def test_every_migration_steps_down_and_up_again(tmp_path: Path, backend: str) -
             assert _schema(engine) == schemas[older], f"downgrade of {newer}"
     migrate.upgrade(engine)
     assert _schema(engine) == schemas[revisions[0]]
-    engine.dispose()
