@@ -8,6 +8,7 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from healthcare import api, observability, ui
+from healthcare.api.fast_lane import FastLane
 from healthcare.api.problems import Problem, validation_problem
 from healthcare.auth import web
 from healthcare.auth.login import LoginPolicy
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
             absolute=timedelta(hours=settings.session_max_hours),
         ),
     )
+    app.wsgi_app = FastLane(app.wsgi_app, app.extensions["healthcare.db"])  # type: ignore[method-assign]
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

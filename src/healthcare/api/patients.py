@@ -56,7 +56,7 @@ def _require_json_body() -> Response | None:
     return None
 
 
-def _patient_response(patient: dict, status: int = 200, **headers: str) -> Response:
+def patient_response(patient: dict, status: int = 200, **headers: str) -> Response:
     return json_response(patient, status, ETag=etag(patient["version"]), **headers)
 
 
@@ -78,12 +78,12 @@ def list_deleted(query: PageQuery) -> Response:
 def create(body: PatientIn) -> Response:
     patient = service.create_patient(current_database(), current_actor(), body)
     location = url_for("patients_api.read", patient_id=patient["id"])
-    return _patient_response(patient, 201, Location=location)
+    return patient_response(patient, 201, Location=location)
 
 
 @api.get("/<int:patient_id>", summary="Read a patient", responses={200: Patient})
 def read(path: PatientPath) -> Response:
-    return _patient_response(
+    return patient_response(
         service.get_patient(current_database(), current_actor(), path.patient_id)
     )
 
@@ -98,7 +98,7 @@ def replace(path: PatientPath, body: PatientIn) -> Response:
     patient = service.replace_patient(
         current_database(), current_actor(), path.patient_id, body, expected_version()
     )
-    return _patient_response(patient)
+    return patient_response(patient)
 
 
 @api.patch(
@@ -112,7 +112,7 @@ def patch(path: PatientPath, body: PatientPatch) -> Response:
     patient = service.patch_patient(
         current_database(), current_actor(), path.patient_id, body, expected_version()
     )
-    return _patient_response(patient)
+    return patient_response(patient)
 
 
 @api.delete(
@@ -131,6 +131,6 @@ def remove(path: PatientPath) -> Response:
     responses={200: Patient, 409: Problem},
 )
 def restore(path: PatientPath) -> Response:
-    return _patient_response(
+    return patient_response(
         service.restore_patient(current_database(), current_actor(), path.patient_id)
     )

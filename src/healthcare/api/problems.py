@@ -79,9 +79,8 @@ def _http_problem(exc: HTTPException) -> Any:
     return response
 
 
-def _service_problem(exc: ServiceError) -> Any:
-    if (page := _as_page(exc)) is not None:
-        return page
+def service_problem(exc: ServiceError) -> Response:
+    """A refusal of the service layer (not found, stale version, ...) as an API answer."""
     response = problem(exc.status, exc.title, exc.detail)
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         response.headers["ETag"] = f'"{exc.current_version}"'
@@ -90,17 +89,27 @@ def _service_problem(exc: ServiceError) -> Any:
     return response
 
 
-def _unexpected_problem(exc: Exception) -> Any:
-    request_id = current_request_id()
+def unexpected_problem(exc: Exception, request_id: str) -> Response:
+    """Logged with the request id, which the answer quotes; nothing else about it leaves."""
     log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id}})
-    if (page := _as_page(exc)) is not None:
-        return page
     return problem(
         500,
         "Internal server error",
         f"Something went wrong on our side. Quote request id {request_id} when reporting it.",
         request_id=request_id,
     )
+
+
+def _service_problem(exc: ServiceError) -> Any:
+    if (page := _as_page(exc)) is not None:
+        return page
+    return service_problem(exc)
+
+
+def _unexpected_problem(exc: Exception) -> Any:
+    response = unexpected_problem(exc, current_request_id())
+    page = _as_page(exc)
+    return page if page is not None else response
 
 
 def init_app(app: Flask) -> None:
