@@ -79,12 +79,15 @@ def _upgrade(url: str) -> str | None:
     return migrate.current_revision(engine)
 
 
+def _empty_database(tmp_path: Path, backend: str, name: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'{name}.db'}"
+    return fresh_postgres_database(postgres_server_url(), name)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_racing_migrations_converge(tmp_path: Path, backend: str) -> None:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'race.db'}"
-    else:
-        url = fresh_postgres_database(postgres_server_url(), "race")
+    url = _empty_database(tmp_path, backend, "race")
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         revisions = pool.map(_upgrade, [url] * 3)
     assert revisions == [migrate.head_revision()] * 3
@@ -113,11 +116,7 @@ def _schema(engine: Engine) -> dict[str, list[str]]:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_migration_steps_down_and_up_again(tmp_path: Path, backend: str) -> None:
     """A release can be rolled back: each migration's downgrade restores the schema before it."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'steps.db'}"
-    else:
-        url = fresh_postgres_database(postgres_server_url(), "steps")
-    engine = create_db_engine(url)
+    engine = create_db_engine(_empty_database(tmp_path, backend, "steps"))
     try:
         _step_down_and_up(engine)
     finally:
