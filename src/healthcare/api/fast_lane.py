@@ -16,28 +16,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Response
 
 from healthcare.api.patients import patient_response
 from healthcare.api.problems import service_problem, unexpected_problem
+from healthcare.auth.access import Actor
 from healthcare.auth.tokens import actor_for_token
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
 from healthcare.observability import REQUEST_ID_KEY
 from healthcare.patients import service
+from healthcare.patients.schemas import MAX_PATIENT_ID
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PATIENT_PATH = re.compile(r"/patients/([1-9][0-9]{0,9})")
-MAX_ID = 2**31 - 1
 
 
 class FastLane:
-    def __init__(self, wsgi_app: Any, db: Database) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, db: Database) -> None:
         self.wsgi_app = wsgi_app
         self.db = db
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         patient_id, token = self._plain_read(environ)
         if patient_id is None or token is None:
             return self.wsgi_app(environ, start_response)
@@ -48,7 +52,7 @@ class FastLane:
         return self._read(patient_id, actor, request_id)(environ, start_response)
 
     @staticmethod
-    def _plain_read(environ: dict[str, Any]) -> tuple[int | None, str | None]:
+    def _plain_read(environ: WSGIEnvironment) -> tuple[int | None, str | None]:
         if (
             environ.get("REQUEST_METHOD") != "GET"
             or environ.get("QUERY_STRING")
@@ -57,11 +61,11 @@ class FastLane:
             return None, None
         match = PATIENT_PATH.fullmatch(environ.get("PATH_INFO", ""))
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if match is None or int(match.group(1)) > MAX_ID or scheme.lower() != "bearer":
+        if match is None or int(match.group(1)) > MAX_PATIENT_ID or scheme.lower() != "bearer":
             return None, None
         return int(match.group(1)), token.strip() or None
 
-    def _read(self, patient_id: int, actor: Any, request_id: str) -> Response:
+    def _read(self, patient_id: int, actor: Actor, request_id: str) -> Response:
         try:
             patient = service.get_patient(self.db, actor, patient_id)
         except ServiceError as exc:

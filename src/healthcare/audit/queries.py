@@ -20,7 +20,7 @@ from healthcare.audit.trail import as_api
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.db.database import Database
 from healthcare.db.models import audit_chain, audit_events
-from healthcare.patients.schemas import QueryModel
+from healthcare.patients.schemas import MAX_PATIENT_ID, QueryModel
 
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+|\.\*)?$"
 ERA_SIZE = 4096
@@ -45,7 +45,7 @@ class AuditQuery(AuditPageQuery):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$",
         description="The acting user (operator:NAME for the command line); case is ignored.",
     )
-    patient_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    patient_id: int | None = Field(None, ge=1, le=MAX_PATIENT_ID)
     action: str | None = Field(
         None, pattern=ACTION_PATTERN, description="An action, or a family such as patient.*"
     )

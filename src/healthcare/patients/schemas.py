@@ -223,5 +223,8 @@ class PatientQuery(PageQuery):
     sort: SortKey = Field("id", description="Field to sort by; a leading - sorts descending.")
 
 
+MAX_PATIENT_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL
+
+
 class PatientPath(BaseModel):
-    patient_id: int = Field(ge=1, le=2**31 - 1)
+    patient_id: int = Field(ge=1, le=MAX_PATIENT_ID)
