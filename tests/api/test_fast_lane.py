@@ -158,3 +158,21 @@ def test_an_unexpected_error_is_answered_and_logged_as_flask_does(
     logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert len(logged) == 2
     assert "the database went away" not in lane.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("hops", "recorded"), [(0, "127.0.0.1"), (1, "203.0.113.9")])
+def test_the_lane_records_the_client_address_as_configured(
+    make_app: Callable[..., OpenAPI],
+    accounts: dict[str, Account],
+    patient_ids: dict[str, int],
+    hops: int,
+    recorded: str,
+) -> None:
+    """Behind a trusted proxy the forwarded address counts; otherwise a forged one does not."""
+    app = make_app(trusted_proxies=hops)
+    headers = {"Authorization": f"Bearer {accounts['viewer'].token}",
+               "X-Forwarded-For": "203.0.113.9"}  # fmt: skip
+    response = app.test_client().get(f"/patients/{patient_ids['kept']}", headers=headers)
+    assert response.status_code == 200
+    [read] = audit_rows(app.extensions["healthcare.db"], action="patient.read")
+    assert read["client"] == recorded
