@@ -36,7 +36,7 @@ def readers(tmp_path: Path) -> Iterator[raw.ThreadReaders]:
 
 
 def _read(readers: raw.ThreadReaders, statement: raw.RawStatement = ONE) -> object:
-    [rows] = raw.fetch(readers.engine, readers, (statement, {}))
+    [rows] = raw.fetch(readers, (statement, {}))
     return rows
 
 
@@ -91,10 +91,10 @@ def test_a_failed_read_gives_up_its_connection(readers: raw.ThreadReaders) -> No
 def test_reads_see_what_other_connections_commit(readers: raw.ThreadReaders) -> None:
     """A kept connection holds no transaction open between reads, so no stale snapshot."""
     revision = (queries.revision, {})
-    [[(first,)]] = raw.fetch(readers.engine, readers, revision)
+    [[(first,)]] = raw.fetch(readers, revision)
     with readers.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE patient_totals SET revision = revision + 1")
-    [[(second,)]] = raw.fetch(readers.engine, readers, revision)
+    [[(second,)]] = raw.fetch(readers, revision)
     assert second == first + 1
 
 
@@ -120,7 +120,7 @@ def test_postgresql_reads_use_the_pool(database_url: str) -> None:
     readers = raw.readers_for(engine)
     expected = raw.ThreadReaders if engine.dialect.name == "sqlite" else raw.PooledReaders
     assert isinstance(readers, expected)
-    assert raw.fetch(engine, readers, (ONE, {})) == [[(1,)]]
+    assert raw.fetch(readers, (ONE, {})) == [[(1,)]]
     engine.dispose()
 
 

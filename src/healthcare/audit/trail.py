@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from healthcare import clock
 from healthcare.db.models import audit_chain, audit_events
-from healthcare.db.raw import MultiRowInsert, RawStatement, execute_many_in, fetch_one_in
+from healthcare.db.raw import MultiRowInsert, RawStatement, execute_in, fetch_one_in
 
 GENESIS_HASH = "0" * 64
 VALUE_COLUMNS = (
@@ -149,7 +149,7 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
         last_hash = row_hash(last_hash, last_id, values)
         rows.append((last_id, *values, last_hash))
     INSERT.run(conn, rows)
-    execute_many_in(conn, MOVE_HEAD, [{"last_id": last_id, "last_hash": last_hash}])
+    execute_in(conn, MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Database:
     def read(
         self, *selects: tuple[raw.RawStatement, dict[str, Any]]
     ) -> list[list[tuple[Any, ...]]]:
-        return raw.fetch(self.engine, self._readers, *selects)
+        return raw.fetch(self._readers, *selects)
 
     def audit_soon(self, event: Event) -> None:
         """Record an event that changes nothing (a read, a refusal) with the next flush."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Engine, Table, bindparam, insert
@@ -64,6 +65,8 @@ class RawStatement:
 
 class Readers(Protocol):
     """Where raw reads get a driver connection, and give it back."""
+
+    engine: Engine
 
     def checkout(self) -> Any: ...
     def checkin(self, connection: Any, *, failed: bool) -> None: ...
@@ -133,7 +136,7 @@ def readers_for(engine: Engine) -> Readers:
 
 
 def fetch(
-    engine: Engine, readers: Readers, *statements: tuple[RawStatement, dict[str, Any]]
+    readers: Readers, *statements: tuple[RawStatement, dict[str, Any]]
 ) -> list[list[tuple[Any, ...]]]:
     """Run each (statement, parameters) on one connection; rows come back as tuples in the
     order of the statement's columns."""
@@ -143,7 +146,7 @@ def fetch(
         cursor = connection.cursor()
         results = []
         for statement, params in statements:
-            cursor.execute(*statement.arguments(engine, params))
+            cursor.execute(*statement.arguments(readers.engine, params))
             results.append(cursor.fetchall())
         cursor.close()
         failed = False
@@ -152,24 +155,27 @@ def fetch(
     return results
 
 
+@contextmanager
+def _cursor_in(conn: Connection) -> Iterator[Any]:
+    """A driver cursor inside ``conn``'s open transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
 def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
     """Run a statement inside ``conn``'s open transaction; the first row it returns."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with _cursor_in(conn) as cursor:
         cursor.execute(*statement.arguments(conn.engine, params))
         return cursor.fetchone()
-    finally:
-        cursor.close()
 
 
-def execute_many_in(conn: Connection, statement: RawStatement, rows: list[dict[str, Any]]) -> None:
-    """Run a statement once per row inside ``conn``'s open transaction."""
-    arguments = [statement.arguments(conn.engine, row) for row in rows]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(arguments[0][0], [values for _sql, values in arguments])
-    finally:
-        cursor.close()
+def execute_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> None:
+    """Run a statement inside ``conn``'s open transaction."""
+    with _cursor_in(conn) as cursor:
+        cursor.execute(*statement.arguments(conn.engine, params))
 
 
 class MultiRowInsert:
@@ -195,16 +201,13 @@ class MultiRowInsert:
         return RawStatement(insert(table).values(rows))
 
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with _cursor_in(conn) as cursor:
             start = 0
             for size in self.CHUNK_SIZES:
                 while len(rows) - start >= size:
                     chunk = rows[start : start + size]
                     cursor.execute(*self._arguments(conn.engine, size, chunk))
                     start += size
-        finally:
-            cursor.close()
 
     def _arguments(self, engine: Engine, size: int, rows: list[tuple[Any, ...]]) -> tuple[str, Any]:
         statement = self._statements[size]
