@@ -24,6 +24,7 @@ from healthcare.api.patients import patient_response
 from healthcare.api.problems import service_problem, unexpected_problem
 from healthcare.auth.access import Actor
 from healthcare.auth.tokens import actor_for_token
+from healthcare.auth.web import bearer_token
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
 from healthcare.observability import REQUEST_ID_KEY
@@ -60,10 +61,9 @@ class FastLane:
         ):
             return None, None
         match = PATIENT_PATH.fullmatch(environ.get("PATH_INFO", ""))
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if match is None or int(match.group(1)) > MAX_PATIENT_ID or scheme.lower() != "bearer":
+        if match is None or int(match.group(1)) > MAX_PATIENT_ID:
             return None, None
-        return int(match.group(1)), token.strip() or None
+        return int(match.group(1)), bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
 
     def _read(self, patient_id: int, actor: Actor, request_id: str) -> Response:
         try:

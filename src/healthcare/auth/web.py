@@ -70,11 +70,17 @@ def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Respons
     return problem(403, "Forbidden", "The form's CSRF token is missing or stale: reload the page.")
 
 
-def _bearer(authorization: str, client: str | None, request_id: str) -> tuple[Actor | None, str]:
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` header; None for any other form."""
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _bearer(authorization: str, client: str | None, request_id: str) -> tuple[Actor | None, str]:
+    token = bearer_token(authorization)
+    if token is None:
         return None, "malformed Authorization header"
-    return actor_for_token(current_database(), token.strip(), client, request_id)
+    return actor_for_token(current_database(), token, client, request_id)
 
 
 def _browser(client: str | None, request_id: str) -> tuple[Actor | None, str]:
