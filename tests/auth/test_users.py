@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from healthcare.auth import users as users_module
 from healthcare.auth.passwords import password_problem
 from healthcare.auth.users import ensure_first_admin
 from healthcare.cli import main
@@ -136,6 +140,32 @@ def test_first_run_creates_admin_once(db: Database) -> None:
     assert generated is not None
     assert password_problem(generated, "admin") is None
     assert ensure_first_admin(db, None) is None  # users exist now
+
+
+def test_two_processes_starting_at_once_make_one_admin(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both find no users and both try to insert `admin`: one admin results, and neither start
+    fails. On PostgreSQL both transactions get as far as the insert (the unique name refuses
+    the second); on SQLite the write lock puts the second after the first, which it then sees."""
+    other = Database.from_url(db.engine.url.render_as_string(hide_password=False))
+    together = threading.Barrier(2, timeout=10)
+    real_insert = users_module._insert_user
+
+    def insert_together(*args: object) -> object:
+        if db.dialect == "postgresql":
+            together.wait()  # both have found no users inside their transactions
+        return real_insert(*args)
+
+    monkeypatch.setattr(users_module, "_insert_user", insert_together)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            shown = list(pool.map(lambda d: ensure_first_admin(d, None), [db, other]))
+    finally:
+        other.dispose()
+    assert sum(password is not None for password in shown) == 1
+    with db.engine.connect() as conn:
+        assert conn.execute(select(users.c.username)).scalars().all() == ["admin"]
 
 
 def test_first_run_uses_the_given_password_and_returns_nothing_to_show(db: Database) -> None:
