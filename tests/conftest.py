@@ -22,7 +22,7 @@ from flask_openapi3 import OpenAPI
 from sqlalchemy import Connection, Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from healthcare import clock, create_app
+from healthcare import clock, create_app, gate
 from healthcare.audit.trail import GENESIS_HASH
 from healthcare.auth import tokens
 from healthcare.auth.access import Actor, Role
@@ -32,6 +32,7 @@ from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import Base, api_tokens, audit_events, users
+from healthcare.gate import Gate
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -107,6 +108,15 @@ def empty_all_tables(engine: Engine) -> None:
             conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("UPDATE patient_totals SET active = 0, deleted = 0"))
         conn.execute(text(f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}'"))
+
+
+@pytest.fixture
+def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
+    """A request gate of the test's own: a failing test leaves no thread stuck in the shared
+    one."""
+    fresh = Gate()
+    monkeypatch.setattr(gate, "requests", fresh)
+    return fresh
 
 
 @pytest.fixture

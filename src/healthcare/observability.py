@@ -16,6 +16,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 from flask import Flask, request
 
+from healthcare import gate
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -163,8 +165,9 @@ class RequestMiddleware:
             return start_response(code, headers, exc_info)
 
         try:
-            body = self.wsgi_app(environ, start)
-            return _as_one_chunk(body) if small[0] else body
+            with gate.requests.held():
+                body = self.wsgi_app(environ, start)
+                return _as_one_chunk(body) if small[0] else body
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 _log_request(environ, request_id, int(status[0][:3]), started)

@@ -1,4 +1,5 @@
-"""The lane for `GET /patients/{id}` answers as the Flask route does, or leaves it to Flask."""
+"""The lane for `GET /patients/{id}` and `GET /patients` answers as the Flask routes do, or
+leaves the call to Flask."""
 
 from __future__ import annotations
 
@@ -80,7 +81,39 @@ def test_the_lane_answers_and_records_as_flask_does(
     )
 
 
-def test_the_lane_serves_the_plain_read_without_flask(
+LISTINGS = [
+    "",
+    "limit=1",
+    "limit=500&offset=1",
+    "q=listed",
+    "q=",
+    "q=zo%C3%AB+list",
+    "disease=FLU&gender=female",
+    "sort=-name&limit=2",
+    "sort=age",
+]
+
+
+@pytest.mark.parametrize("role", ["viewer", "clinician", "admin"])
+@pytest.mark.parametrize("query", LISTINGS)
+def test_the_lane_lists_and_records_as_flask_does(
+    app: OpenAPI, db: Database, client: FlaskClient, accounts: dict[str, Account], role: str,
+    query: str,
+) -> None:  # fmt: skip
+    new_patient(client, name="Listed Patient", disease="flu", gender="female")
+    new_patient(client, name="Zoë Listed", disease="cold")
+    before = len(audit_rows(db))
+    token = {"Authorization": f"Bearer {accounts[role].token}"}
+    lane, flask = _both(app, "/patients", query_string=query, headers=token)
+    _same(lane, flask)
+    assert lane.status_code == 200
+    assert lane.json["items"]  # type: ignore[index]
+    first, second = _recorded(db, before)[:1], _recorded(db, before)[1:]
+    assert first == second
+    assert first[0][:2] == ("patient.list", "success")
+
+
+def test_the_lane_serves_the_plain_calls_without_flask(
     app: OpenAPI, accounts: dict[str, Account], patient_ids: dict[str, int]
 ) -> None:
     lane = _lane(app)
@@ -89,13 +122,15 @@ def test_the_lane_serves_the_plain_read_without_flask(
         raise AssertionError("the plain read went to Flask")
 
     lane.wsgi_app = no_flask
+    client = Client(app.wsgi_app, Response)
     for scheme in ("Bearer", "bearer"):
         headers = {"Authorization": f"{scheme} {accounts['viewer'].token}"}
-        response = Client(app.wsgi_app, Response).get(
-            f"/patients/{patient_ids['kept']}", headers=headers
-        )
+        response = client.get(f"/patients/{patient_ids['kept']}", headers=headers)
         assert response.status_code == 200
         assert response.json["name"] == "Kept Patient"  # type: ignore[index]
+        listing = client.get("/patients", query_string="q=kept&limit=5", headers=headers)
+        assert listing.status_code == 200
+        assert [p["name"] for p in listing.json["items"]] == ["Kept Patient"]  # type: ignore[index]
 
 
 def _other_forms(engine: Any, accounts: dict[str, Account], pid: int) -> list[dict[str, Any]]:
@@ -116,7 +151,15 @@ def _other_forms(engine: Any, accounts: dict[str, Account], pid: int) -> list[di
         {"path": path, "method": "DELETE", "headers": good},
         *({"path": other, "headers": good}
           for other in [f"/patients/0{pid}", "/patients/0", f"/patients/{2**31}", f"{path}/",
-                        f"{path}/access-log"]),
+                        f"{path}/access-log", "/patients/", "/patients/deleted"]),
+        {"path": "/patients"},  # a listing: no credentials
+        {"path": "/patients", "headers": {"Authorization": f"Bearer {revoked}"}},
+        {"path": "/patients", "headers": {**good, "Cookie": "healthcare_session=x"}},
+        {"path": "/patients", "method": "HEAD", "headers": good},
+        *({"path": "/patients", "query_string": query, "headers": good}
+          for query in ["limit=5&limit=6", "q=a&q=b", "unknown=1", "limit=0", "limit=501",
+                        "limit=ten", "offset=-1", "gender=robot", "sort=colour", "q=" + "x" * 201,
+                        "limit=%FF"]),
     ]  # fmt: skip
 
 
@@ -139,19 +182,22 @@ def test_every_other_form_of_the_call_goes_to_flask(
         _same(lane_answer, flask_answer)
 
 
+@pytest.mark.parametrize("use_case", ["get_patient", "list_patients"])
 def test_an_unexpected_error_is_answered_and_logged_as_flask_does(
     app: OpenAPI,
     accounts: dict[str, Account],
     patient_ids: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    use_case: str,
 ) -> None:
     def broken(*_args: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(service, "get_patient", broken)
+    monkeypatch.setattr(service, use_case, broken)
     token = {"Authorization": f"Bearer {accounts['viewer'].token}"}
-    lane, flask = _both(app, f"/patients/{patient_ids['kept']}", headers=token)
+    path = f"/patients/{patient_ids['kept']}" if use_case == "get_patient" else "/patients"
+    lane, flask = _both(app, path, headers=token)
     _same(lane, flask)
     assert lane.status_code == 500
     assert REQUEST_ID in lane.json["detail"]  # type: ignore[index]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
@@ -12,6 +14,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
 from healthcare.errors import Conflict
+from healthcare.gate import Gate
 
 
 def _insert(name: str):
@@ -90,3 +93,41 @@ def test_close_ends_the_writer_thread_after_the_queued_writes(engine: Engine) ->
     writer.run(_insert("After close"))  # a later write starts a writer again
     assert _count(engine) == 21
     writer.close()
+
+
+def test_writes_of_requests_holding_the_gate_share_one_commit(
+    engine: Engine, fresh_gate: Gate
+) -> None:
+    """A request waiting for its commit lets the next request in, so the writes of requests
+    that arrive together reach the writer together (one request at a time would commit
+    alone)."""
+    batches: list[int] = []
+
+    @contextmanager
+    def counted(_conn: Connection) -> Iterator[None]:
+        batches.append(writer._queue.qsize())
+        yield
+
+    writer = GroupCommit(engine, around=counted)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    def request(i: int) -> int:
+        with fresh_gate.held():
+            return writer.run(_insert(f"Request {i}"))
+
+    with ThreadPoolExecutor(5) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        requests = [pool.submit(request, i) for i in range(4)]
+        deadline = time.monotonic() + 5
+        while writer._queue.qsize() < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer._queue.qsize() == 4, "a request kept the gate while it waited"
+        release.set()
+        assert all(f.result(10) for f in requests)
+    assert len(batches) == 2  # the blocker's transaction, then the four requests' one
+    assert _count(engine) == 4

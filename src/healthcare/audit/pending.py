@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from healthcare import gate
 from healthcare.audit.trail import Event, append
 
 log = logging.getLogger("healthcare.audit")
@@ -59,7 +60,9 @@ class PendingAudit:
 
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""
-        with self._flushing:
+        # The write steps aside from the request gate while it waits for its commit; waiting
+        # here for another flush must not keep the gate from that flush when its commit ends.
+        with gate.requests.stepped_aside(), self._flushing:
             events = self.take()
             if not events:
                 return 0

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from healthcare import gate
 from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
@@ -80,7 +81,8 @@ class GroupCommit:
         unit = _Unit(work)
         self._ensure_writer()
         self._queue.put(unit)
-        unit.done.wait()
+        with gate.requests.stepped_aside():
+            unit.done.wait()
         if unit.error is not None:
             raise unit.error
         return unit.result  # type: ignore[return-value]
