@@ -8,7 +8,12 @@ its time waiting for its commit's fsync; while it waits, another request can run
 that wait together share one commit (see ``db.group_commit``).
 
 The gate gives both: a request holds it while it runs and lets go only while it waits for a
-commit. Waiting requests get it in arrival order, handed over directly, so none is overtaken."""
+commit or a PostgreSQL round trip. Waiting requests get it in arrival order, handed over
+directly, so none is overtaken.
+
+One rule keeps it from deadlocking: a request must not wait for another request while it
+holds the gate. Code that waits on a lock which a stepped-aside request may hold steps aside
+before taking it (the audit flush does)."""
 
 from __future__ import annotations
 
