@@ -91,7 +91,8 @@ class FastLane:
 def _plain_listing_query(environ: WSGIEnvironment) -> PatientQuery | None:
     """The listing's query as the Flask route would validate it, or None for any form whose
     answer is a refusal (Flask gives those, worded as for every other route)."""
-    args = Request(environ).args  # Flask's own parsing of the query string
+    # Flask's own parsing of the query string; the request is left as Flask will find it.
+    args = Request(environ, populate_request=False, shallow=True).args
     if any(len(values) > 1 for values in args.listvalues()):
         return None
     try:
