@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,40 @@ def test_sigterm_finishes_in_flight_writes_and_keeps_every_acknowledged_one(
 def test_serve_refuses_to_start_without_a_secret_key(database_url: str, tmp_path: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match="HEALTHCARE_SECRET_KEY"):
         start_server(database_url, tmp_path, HEALTHCARE_SECRET_KEY="")
+
+
+def test_mixed_requests_at_once_are_all_answered_and_audited(
+    live_server: Server, http: requests.Session
+) -> None:
+    """Creates, reads, listings and audit pages (which flush the worker's pending read events
+    from the request thread) from 16 clients at once: each worker runs one request at a time
+    and lets the next in while a request waits for its commit, so nothing may wait forever
+    for anything else."""
+    base = live_server.url
+    created: list[int] = []
+
+    def client(n: int) -> list[int]:
+        statuses = []
+        for i in range(12):
+            if n % 4 == 0:
+                response = http.post(f"{base}/patients", json={"name": f"Mix {n} {i}", "age": 30},
+                                     timeout=30)  # fmt: skip
+                if response.status_code == 201:
+                    created.append(response.json()["id"])
+            elif n % 4 == 1 and created:
+                response = http.get(f"{base}/patients/{created[-1]}", timeout=30)
+            elif n % 4 == 2:
+                response = http.get(f"{base}/patients", params={"q": "mix", "limit": 5}, timeout=30)
+            else:
+                response = http.get(f"{base}/audit", params={"limit": 5}, timeout=30)
+            statuses.append(response.status_code)
+        return statuses
+
+    with ThreadPoolExecutor(16) as pool:
+        answered = [status for statuses in pool.map(client, range(16)) for status in statuses]
+    assert len(answered) == 16 * 12
+    assert set(answered) <= {200, 201}, answered
+    assert len(created) == 4 * 12
+    audited = http.get(f"{base}/audit", params={"action": "patient.create", "limit": 100},
+                       timeout=30).json()["items"]  # fmt: skip
+    assert set(created) <= {row["patient_id"] for row in audited}
