@@ -136,7 +136,8 @@ class RequestMiddleware:
     """Around every request, before Flask: the request id (echoed or made), the security
     headers (a strict CSP, nosniff, no framing, HSTS over HTTPS), `Cache-Control: no-store` on
     anything that does not set its own caching (answers carry patient data), and the access
-    log line. As WSGI middleware it costs a fraction of Flask's request hooks.
+    log line. As WSGI middleware it costs a fraction of Flask's request hooks. The request
+    runs holding the request gate (``healthcare.gate``).
 
     It also hands small bodies to the server as one bytes object in a list: granian sends a
     list in one call, but walks any other iterable chunk by chunk across the Python/Rust

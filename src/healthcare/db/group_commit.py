@@ -77,7 +77,9 @@ class GroupCommit:
         self._start_lock = threading.Lock()
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a write transaction and return its result once committed."""
+        """Run ``work`` in a write transaction and return its result once committed. The
+        calling request lets go of the request gate while it waits, so the writes of the
+        requests that run meanwhile can join the same commit."""
         unit = _Unit(work)
         self._ensure_writer()
         self._queue.put(unit)
