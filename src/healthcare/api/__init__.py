@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask_openapi3 import OpenAPI
+from werkzeug.datastructures import MultiDict
 
 from healthcare.api import audit, docs, health, patients, problems, users
 from healthcare.api.problems import problem
 
 
+def repeated_parameters(args: MultiDict[str, str]) -> list[str]:
+    """The query parameters given more than once. No query parameter of the API takes a
+    list: `?disease=a&disease=b` is an error, not a silent choice of one of them."""
+    return sorted(key for key, values in args.lists() if len(values) > 1)
+
+
 def one_value_per_query_parameter() -> Response | None:
-    """No query parameter of the API takes a list: `?disease=a&disease=b` is an error, not a
-    silent choice of one of them."""
     if "&" not in request.environ.get("QUERY_STRING", ""):
         return None  # at most one parameter: nothing can repeat
-    repeated = sorted({key for key, values in request.args.lists() if len(values) > 1})
+    repeated = repeated_parameters(request.args)
     if not repeated:
         return None
     errors = [{"field": key, "message": "give this parameter once", "type": "repeated"}

@@ -24,6 +24,7 @@ from flask import Response
 from pydantic import ValidationError
 from werkzeug.wrappers import Request
 
+from healthcare.api import repeated_parameters
 from healthcare.api.patients import patient_response
 from healthcare.api.problems import service_problem, unexpected_problem
 from healthcare.api.responses import json_response
@@ -93,7 +94,7 @@ def _plain_listing_query(environ: WSGIEnvironment) -> PatientQuery | None:
     answer is a refusal (Flask gives those, worded as for every other route)."""
     # Flask's own parsing of the query string; the request is left as Flask will find it.
     args = Request(environ, populate_request=False, shallow=True).args
-    if any(len(values) > 1 for values in args.listvalues()):
+    if repeated_parameters(args):
         return None
     try:
         return PatientQuery.model_validate(args.to_dict())
