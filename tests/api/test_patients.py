@@ -232,3 +232,27 @@ def test_patient_data_is_never_cached(client: FlaskClient) -> None:
     patient = new_patient(client)
     assert client.get(f"/patients/{patient['id']}").headers["Cache-Control"] == "no-store"
     assert client.get("/patients").headers["Cache-Control"] == "no-store"
+
+
+def test_restore_honours_if_match(client: FlaskClient) -> None:
+    patient = new_patient(client)
+    deleted_version = patient["version"] + 1
+    assert client.delete(f"/patients/{patient['id']}").status_code == 204
+    stale = client.post(f"/patients/{patient['id']}/restore", headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert stale.mimetype == "application/problem+json"
+    assert client.get(f"/patients/{patient['id']}").status_code == 404
+    current = client.post(
+        f"/patients/{patient['id']}/restore", headers={"If-Match": f'"{deleted_version}"'}
+    )
+    assert current.status_code == 200
+    assert current.headers["ETag"] == f'"{deleted_version + 1}"'
+    assert client.get(f"/patients/{patient['id']}").status_code == 200
+
+
+def test_restore_with_if_match_star_or_none_needs_no_version(client: FlaskClient) -> None:
+    for headers in ({"If-Match": "*"}, {}):
+        patient = new_patient(client)
+        client.delete(f"/patients/{patient['id']}")
+        restored = client.post(f"/patients/{patient['id']}/restore", headers=headers)
+        assert restored.status_code == 200, headers

@@ -128,9 +128,12 @@ def remove(path: PatientPath) -> Response:
 @api.post(
     "/<int:patient_id>/restore",
     summary="Restore a soft-deleted patient",
-    responses={200: Patient, 409: Problem},
+    description="An admin may restore any deleted patient; a clinician one they deleted "
+    "themselves within 24 hours. Honours If-Match (412 when stale).",
+    responses={200: Patient, 409: Problem, 412: Problem},
 )
 def restore(path: PatientPath) -> Response:
-    return patient_response(
-        service.restore_patient(current_database(), current_actor(), path.patient_id)
+    patient = service.restore_patient(
+        current_database(), current_actor(), path.patient_id, expected_version()
     )
+    return patient_response(patient)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import Connection, Select, literal_column, select, text
+from sqlalchemy import Connection, Row, Select, literal_column, select, text
 
 from healthcare import clock
 from healthcare.audit.record import audited_read
@@ -136,17 +136,22 @@ def _era_by_era(
     return rows
 
 
-def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:
-    """Who last changed a patient, and when: shown with the record to whoever may read it."""
+def last_change_in(conn: Connection, patient_id: int) -> Row[Any] | None:
+    """The newest successful change of a patient: its user id, username, action and time."""
     c = audit_events.c
     statement = (
-        select(c.username, c.action, c.at)
+        select(c.user_id, c.username, c.action, c.at)
         .where(c.patient_id == patient_id, IS_CHANGE, c.outcome == "success")
         .order_by(c.id.desc())
         .limit(1)
     )
+    return conn.execute(statement).first()
+
+
+def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:
+    """Who last changed a patient, and when: shown with the record to whoever may read it."""
     with db.engine.connect() as conn:
-        row = conn.execute(statement).first()
+        row = last_change_in(conn, patient_id)
     if row is None:
         return None
     return {"username": row.username, "action": row.action, "at": clock.as_utc(row.at)}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 
+from healthcare import clock
+from healthcare.audit.queries import last_change_in
 from healthcare.audit.record import audited_read, audited_write
 from healthcare.audit.trail import Event
 from healthcare.auth.access import Actor, Permission, authorize
@@ -16,13 +18,14 @@ from healthcare.db.database import Database
 from healthcare.db.models import patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
-from healthcare.errors import Conflict, NotFound, VersionMismatch
+from healthcare.errors import Conflict, Forbidden, NotFound, VersionMismatch
 from healthcare.patients import queries
 from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery, age_on
 from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
+OWN_DELETE_RESTORE_WINDOW = timedelta(hours=24)
 INSERT = RawStatement(
     insert(patients)
     .values(
@@ -256,19 +259,42 @@ def delete_patient(
     audited_write(db, actor.event("patient.delete", patient_id=patient_id), soft_delete)
 
 
-def restore_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
-    """Undo a delete: clinicians may, so that "undo" works for whoever deleted by mistake."""
+def restore_patient(
+    db: Database, actor: Actor, patient_id: int, expected_version: int | None = None
+) -> dict[str, Any]:
+    """Undo a delete. An admin may restore any deleted patient; a clinician only one they
+    deleted themselves, within ``OWN_DELETE_RESTORE_WINDOW`` (their "undo")."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.restore", patient_id)
 
     def restore(conn: Connection, _event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
+        _check_may_restore(conn, actor, patient_id)
+        _check_version(current, expected_version)
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
         return to_api(as_row({**current, **values}))
 
     return audited_write(db, actor.event("patient.restore", patient_id=patient_id), restore)
+
+
+def _check_may_restore(conn: Connection, actor: Actor, patient_id: int) -> None:
+    if actor.may(Permission.MANAGE_DELETED):
+        return
+    deletion = last_change_in(conn, patient_id)
+    if (
+        deletion is None
+        or deletion.action != "patient.delete"
+        or actor.user_id is None
+        or deletion.user_id != actor.user_id
+        or clock.utc_now() - clock.as_utc(deletion.at) > OWN_DELETE_RESTORE_WINDOW
+    ):
+        hours = OWN_DELETE_RESTORE_WINDOW // timedelta(hours=1)
+        raise Forbidden(
+            f"Only an admin may restore this patient: your role may restore a patient you "
+            f"deleted yourself, within {hours} hours."
+        )
 
 
 def purge_patient(db: Database, actor: Actor, patient_id: int) -> None:
