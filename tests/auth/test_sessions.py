@@ -228,10 +228,18 @@ def test_a_page_request_after_the_session_ended_explains_why(
 ) -> None:
     sign_in(browser, "viewer")
     fake_clock.advance(minutes=16)
-    response = browser.get("/logout")
-    assert response.status_code in (302, 405)
-    login = browser.get("/login?reason=ended")
-    assert "You were signed out" in login.get_data(as_text=True)
+    response = browser.get("/ui/patients/1")
+    assert response.status_code == 302
+    assert response.location == "/login?next=/ui/patients/1&reason=ended"
+    login = browser.get(response.location)
+    assert "You were signed out. Sign in again to continue." in login.get_data(as_text=True)
+
+
+def test_a_page_request_without_a_session_gives_no_reason(browser: FlaskClient) -> None:
+    response = browser.get("/ui/patients/1")
+    assert response.status_code == 302
+    assert response.location == "/login?next=/ui/patients/1"
+    assert "You were signed out" not in browser.get(response.location).get_data(as_text=True)
 
 
 def test_disabling_a_user_ends_their_sessions_at_once(

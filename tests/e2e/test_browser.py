@@ -3,7 +3,11 @@
 
 Needs /usr/bin/chromium (`apt-get install chromium`) and axe-core (HEALTHCARE_TEST_AXE, which
 `./run test` fetches from the npm registry); skipped with that reason where either is missing,
-except in CI, where that is a failure. The screenshots in the README are written here."""
+except in CI, where that is a failure. Screenshots go to a temporary folder; with
+HEALTHCARE_SCREENSHOTS=docs/screenshots they refresh the ones in the README.
+
+Every check on a page waits for it (Playwright's ``expect``): a page that a click loads may
+not be there yet when the next line runs, and under load it often is not."""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import Server, missing, start_server
 
@@ -25,7 +31,6 @@ pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("HEALTHCARE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]  # fmt: skip
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ADMIN_PASSWORD = "harbour lights glimmer 42"
 NURSE_PASSWORD = "quiet orchard morning 17"
 SERIOUS = {"serious", "critical"}
@@ -97,7 +102,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def sign_in(page: Any, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/")
-    assert "/login" in page.url
+    expect(page).to_have_url(re.compile(r".*/login"))
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -123,12 +128,22 @@ def assert_accessible(page: Any, what: str) -> None:
     assert serious == [], f"{what}: {serious}"
 
 
-def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: a temporary folder unless HEALTHCARE_SCREENSHOTS names one."""
+    asked = os.environ.get("HEALTHCARE_SCREENSHOTS")
+    folder = Path(asked) if asked else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> None:
+def screenshot(page: Any, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_the_front_desk_journey(
+    chromium: Any, axe_source: str, site: Site, screenshots: Path
+) -> None:
     context = new_context(chromium, axe_source, viewport={"width": 1280, "height": 860})
     page = context.new_page()
     problems: list[str] = []  # script errors, and anything the CSP had to block
@@ -140,7 +155,7 @@ def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> N
     page.goto(f"{site.url}/")
     assert_accessible(page, "sign-in page")
     sign_in(page, site.url, "nurse", NURSE_PASSWORD)
-    assert page.get_by_text("No patients yet").is_visible()
+    expect(page.get_by_text("No patients yet")).to_be_visible()
     assert_accessible(page, "empty patient list")
 
     page.get_by_role("link", name="Add the first patient").click()
@@ -149,13 +164,13 @@ def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> N
     page.get_by_label("Email").fill("not an address")
     page.get_by_label("Disease or condition").fill("Asthma")
     page.get_by_role("button", name="Add patient").click()
-    assert page.locator("#f-name-error").inner_text() == "Enter the patient's name."
-    assert "0 to 150" in page.locator("#f-age-error").inner_text()
-    assert page.locator("#f-email-error").inner_text()
-    assert page.get_by_label("Disease or condition").input_value() == "Asthma"
-    assert page.get_by_label("Age").input_value() == "200"
+    expect(page.locator("#f-name-error")).to_have_text("Enter the patient's name.")
+    expect(page.locator("#f-age-error")).to_contain_text("0 to 150")
+    expect(page.locator("#f-email-error")).not_to_be_empty()
+    expect(page.get_by_label("Disease or condition")).to_have_value("Asthma")
+    expect(page.get_by_label("Age")).to_have_value("200")
     assert_accessible(page, "form with errors")
-    screenshot(page, "patient-form-errors")
+    screenshot(page, screenshots, "patient-form-errors")
 
     page.get_by_label("Full name").fill("Asha Verma")
     page.get_by_label("Age").fill("34")
@@ -163,7 +178,7 @@ def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> N
     page.get_by_label("Gender").select_option("female")
     page.get_by_role("button", name="Add patient").click()
     page.wait_for_url(re.compile(r".*/ui/patients/\d+$"))
-    assert page.get_by_text("Asha Verma was added.").is_visible()
+    expect(page.get_by_text("Asha Verma was added.")).to_be_visible()
     patient_id = int(page.url.rsplit("/", 1)[1])
 
     for name, age, disease, gender in [("Zoë Ångström", 36, "Diabetes", "female"),
@@ -175,12 +190,12 @@ def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> N
     page.get_by_label("Name").fill("ash")
     page.get_by_role("button", name="Search").click()
     rows = page.locator("tbody tr")
-    assert rows.count() == 1
-    assert "Asha Verma" in rows.first.inner_text()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Asha Verma")
     page.get_by_role("link", name="Clear").click()
-    assert "Showing 1–5 of 5 patients" in page.locator(".total").inner_text()
+    expect(page.locator(".total")).to_contain_text("Showing 1–5 of 5 patients")
     assert_accessible(page, "patient list")
-    screenshot(page, "patient-list")
+    screenshot(page, screenshots, "patient-list")
 
     page.get_by_role("link", name="Asha Verma").click()
     page.get_by_role("link", name="Edit").click()
@@ -188,33 +203,35 @@ def test_the_front_desk_journey(chromium: Any, axe_source: str, site: Site) -> N
     changed = site.api.patch(f"{site.url}/patients/{patient_id}", json={"phone": "555 0100"})
     assert changed.status_code == 200  # someone else saves first
     page.get_by_role("button", name="Save changes").click()
-    assert page.get_by_text("Someone else changed this record").is_visible()
-    assert page.get_by_label("Disease or condition").input_value() == "Asthma, mild"
+    expect(page.get_by_text("Someone else changed this record")).to_be_visible()
+    expect(page.get_by_label("Disease or condition")).to_have_value("Asthma, mild")
     page.get_by_role("link", name="Load the latest version").click()
-    assert page.get_by_label("Phone").input_value() == "555 0100"
+    expect(page.get_by_label("Phone")).to_have_value("555 0100")
     page.get_by_label("Disease or condition").fill("Asthma, mild")
     page.get_by_role("button", name="Save changes").click()
-    assert page.get_by_text("Your changes were saved.").is_visible()
-    assert page.get_by_text("Asthma, mild").is_visible()
+    expect(page.get_by_text("Your changes were saved.")).to_be_visible()
+    expect(page.get_by_text("Asthma, mild")).to_be_visible()
     assert_accessible(page, "patient detail")
 
     page.get_by_role("link", name="Delete").click()
     page.get_by_role("button", name="Delete patient").click()
-    assert page.get_by_text("Asha Verma was deleted.").is_visible()
+    expect(page.get_by_text("Asha Verma was deleted.")).to_be_visible()
     assert site.api.get(f"{site.url}/patients/{patient_id}").status_code == 404
     page.get_by_role("button", name="Undo").click()
-    assert page.get_by_text("Asha Verma was restored.").is_visible()
+    expect(page.get_by_text("Asha Verma was restored.")).to_be_visible()
     assert site.api.get(f"{site.url}/patients/{patient_id}").status_code == 200
 
     page.get_by_role("button", name="Sign out").click()
-    assert page.get_by_text("You have signed out.").is_visible()
+    expect(page.get_by_text("You have signed out.")).to_be_visible()
     page.goto(f"{site.url}/ui/patients/{patient_id}")
-    assert "/login" in page.url
+    expect(page).to_have_url(re.compile(r".*/login\?next="))
     assert problems == []
     context.close()
 
 
-def test_admin_pages_and_the_detail_screenshot(chromium: Any, axe_source: str, site: Site) -> None:
+def test_admin_pages_and_the_detail_screenshot(
+    chromium: Any, axe_source: str, site: Site, screenshots: Path
+) -> None:
     patient = site.add_patient(name="Kwame Mensah", age=47, disease="Sickle cell disease",
                                gender="male", phone="+233 20 123 4567",
                                notes="Prefers morning appointments.")  # fmt: skip
@@ -223,32 +240,34 @@ def test_admin_pages_and_the_detail_screenshot(chromium: Any, axe_source: str, s
     page = context.new_page()
     sign_in(page, site.url, "admin", ADMIN_PASSWORD)
     page.goto(f"{site.url}/ui/patients/{patient['id']}")
-    assert page.get_by_role("heading", name="Access log").is_visible()
+    expect(page.get_by_role("heading", name="Access log")).to_be_visible()
     assert_accessible(page, "patient detail with access log")
-    screenshot(page, "patient-detail")
+    screenshot(page, screenshots, "patient-detail")
     for path, heading in [("/ui/admin/users", "Users"), ("/ui/admin/tokens", "API tokens"),
                           ("/ui/admin/audit", "Audit trail"),
                           ("/ui/patients/deleted", "Deleted patients"),
                           ("/ui/account/password", "Change my password")]:  # fmt: skip
         page.goto(site.url + path)
-        assert page.get_by_role("heading", name=heading, exact=True).is_visible()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
         assert_accessible(page, path)
     page.goto(f"{site.url}/ui/patients/999999")
-    assert page.get_by_role("heading", name="Not found").is_visible()
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     assert_accessible(page, "404 page")
     context.close()
 
 
-def test_the_list_is_usable_on_a_phone(chromium: Any, axe_source: str, site: Site) -> None:
+def test_the_list_is_usable_on_a_phone(
+    chromium: Any, axe_source: str, site: Site, screenshots: Path
+) -> None:
     context = new_context(chromium, axe_source, viewport={"width": 390, "height": 844},
                           is_mobile=True)  # fmt: skip
     page = context.new_page()
     sign_in(page, site.url, "nurse", NURSE_PASSWORD)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the page scrolls sideways on a phone"
-    assert page.get_by_role("button", name="Search").is_visible()
+    expect(page.get_by_role("button", name="Search")).to_be_visible()
     assert_accessible(page, "patient list on a phone")
-    screenshot(page, "patient-list-phone")
+    screenshot(page, screenshots, "patient-list-phone")
     context.close()
 
 
@@ -256,36 +275,43 @@ def test_keyboard_only_sign_in(chromium: Any, site: Site) -> None:
     context = chromium.new_context()
     page = context.new_page()
     page.goto(f"{site.url}/login")
-    page.keyboard.type("nurse")  # the user name field has the focus on arrival
+    expect(page.get_by_label("User name")).to_be_focused()  # autofocus, on arrival
+    page.keyboard.type("nurse")
     page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
     page.keyboard.type(NURSE_PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/ui/patients$"))
+    expect(page.get_by_text("No patients yet").or_(page.locator("tbody"))).to_be_visible()
     page.keyboard.press("Tab")
-    focused = page.evaluate("document.activeElement.textContent")
-    assert "Skip to content" in focused
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     context.close()
 
 
 def test_automatic_logoff_warns_then_signs_out(
     chromium: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """With a 1-minute idle limit: the banner comes, "Stay signed in" keeps the session, and
-    without activity the page signs out by itself and says why."""
+    """With a 1-minute idle limit: the banner comes, "Stay signed in" keeps the session past
+    the moment it would have ended, and without activity the page signs out by itself and says
+    why."""
     site = Site(tmp_path_factory.mktemp("logoff"), HEALTHCARE_SESSION_IDLE_MINUTES="1")
     try:
         context = chromium.new_context()
         page = context.new_page()
         sign_in(page, site.url, "nurse", NURSE_PASSWORD)
+        would_end_at = time.monotonic() + 60  # the server saw the sign-in's page load last
         banner = page.locator("#logoff-banner")
-        banner.wait_for(state="visible", timeout=45_000)
-        assert "signed out in" in banner.inner_text()
+        expect(banner).to_be_visible(timeout=45_000)
+        expect(banner).to_contain_text("signed out in")
         page.get_by_role("button", name="Stay signed in").click()
-        banner.wait_for(state="hidden", timeout=5_000)
+        expect(banner).to_be_hidden(timeout=5_000)
+        time.sleep(max(0.0, would_end_at + 3 - time.monotonic()))  # past the old idle limit
+        still = page.request.get(f"{site.url}/me", headers={"Accept": "application/json"})
+        assert still.status == 200, "Stay signed in did not extend the session"
         page.wait_for_url(re.compile(r".*/login\?reason=idle$"), timeout=90_000)
-        assert page.get_by_text("signed out after a period without activity").is_visible()
+        expect(page.get_by_text("signed out after a period without activity")).to_be_visible()
         page.goto(f"{site.url}/ui/patients")
-        assert "/login" in page.url  # the server ended the session too
+        expect(page).to_have_url(re.compile(r".*/login"))  # the server ended the session too
         context.close()
     finally:
         site.server.stop()
