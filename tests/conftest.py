@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -320,3 +321,18 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(clock, "utc_now", fake)
     return fake
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05
+) -> Any:
+    """Poll ``condition`` until it returns something true (returned), or fail after ``timeout``
+    seconds naming ``what``: tests wait for a state, never for a guessed length of time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)

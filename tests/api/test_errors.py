@@ -111,11 +111,15 @@ def test_invalid_update_is_422_and_keeps_the_record(
     assert client.get(f"/patients/{patient['id']}").json == patient
 
 
-@pytest.mark.parametrize("body", ["[]", '"a string"', "42", "null"])
-def test_json_that_is_not_an_object_is_422(client: FlaskClient, body: str) -> None:
-    response = client.post("/patients", data=body, content_type="application/json")
-    assert response.status_code in {400, 422}
-    assert response.mimetype == "application/problem+json"
+@pytest.mark.parametrize("body", ["[]", '"a string"', "42", "null", '[{"name": "A", "age": 1}]'])
+def test_json_that_is_not_an_object_is_422_and_stores_nothing(
+    client: FlaskClient, body: str
+) -> None:
+    patient = new_patient(client)
+    for method, path in (("POST", "/patients"), ("PUT", f"/patients/{patient['id']}")):
+        response = client.open(path, method=method, data=body, content_type="application/json")
+        assert_problem(response, 422)
+    assert client.get("/patients").json["items"] == [patient]
 
 
 @pytest.mark.parametrize(

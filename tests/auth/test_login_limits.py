@@ -3,11 +3,14 @@ with the count kept in the database so that every server worker sees the same on
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
 
+from healthcare import create_app
+from healthcare.config import Settings
 from healthcare.db.database import Database
 from tests.auth.test_sessions import sign_in
 from tests.conftest import Account, FakeClock, audit_rows
@@ -59,17 +62,38 @@ def test_one_address_trying_many_accounts_is_limited(
     assert int(response.headers["Retry-After"]) > 0
 
 
+def _fail_to_sign_in(settings: Settings, username: str, times: int) -> list[int]:
+    """In a server process of its own: ``times`` wrong passwords for ``username``."""
+    app = create_app(settings)
+    try:
+        return [sign_in(app.test_client(), username, WRONG).status_code for _ in range(times)]
+    finally:
+        app.extensions["healthcare.db"].dispose()
+
+
 def test_the_count_is_shared_by_every_worker(
-    make_app: Callable[..., OpenAPI], accounts: dict[str, Account]
+    app: OpenAPI, settings: Settings, accounts: dict[str, Account]
 ) -> None:
-    """Two app instances on one database stand for two server processes (the live-server
-    version of this is in tests/e2e/test_serve.py)."""
-    workers = [make_app(), make_app()]
-    for attempt in range(5):
-        worker = workers[attempt % 2]
-        assert sign_in(worker.test_client(), "admin", WRONG).status_code == 401
-    for worker in workers:
-        assert sign_in(worker.test_client(), "admin").status_code == 429
+    """Failures made in two other processes (each with memory of its own, as server workers
+    have) hold up a sign-in in this one."""
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(2, maxtasksperchild=1) as workers:  # one task per process
+        tries = [workers.apply_async(_fail_to_sign_in, (settings, "admin", n)) for n in (3, 2)]
+        assert [attempt.get(timeout=120) for attempt in tries] == [[401] * 3, [401] * 2]
+    assert sign_in(app.test_client(), "admin").status_code == 429
+
+
+def test_throttled_attempts_do_not_extend_the_lock(
+    app: OpenAPI, accounts: dict[str, Account], fake_clock: FakeClock
+) -> None:
+    """Only real failures count: knocking on a locked account keeps nobody out for longer."""
+    for _ in range(5):
+        assert sign_in(app.test_client(), "viewer", WRONG).status_code == 401
+    fake_clock.advance(minutes=10)
+    for _ in range(6):
+        assert sign_in(app.test_client(), "viewer", WRONG).status_code == 429
+    fake_clock.advance(minutes=5, seconds=1)
+    assert sign_in(app.test_client(), "viewer").status_code == 303
 
 
 def test_unknown_users_are_counted_like_real_ones(

@@ -187,3 +187,17 @@ def test_cli_refuses_a_malformed_user_name_with_the_schemas_words(runner: CliRun
                                   "--password-stdin"], input=GOOD + "\n")  # fmt: skip
     assert result.exit_code == 2
     assert "username: String should match pattern" in result.output
+
+
+def test_the_operator_cannot_disable_the_last_active_admin(
+    runner: CliRunner, client: FlaskClient
+) -> None:
+    """Not oneself (the operator is no user), yet still refused: no admin would be left."""
+    refused = runner.invoke(main, ["users", "disable", "admin"])
+    assert refused.exit_code != 0
+    assert "last active admin" in refused.output
+    assert client.get("/me").status_code == 200
+    assert client.patch("/users/clinician", json={"role": "admin"}).status_code == 200
+    allowed = runner.invoke(main, ["users", "disable", "admin"])
+    assert allowed.exit_code == 0, allowed.output
+    assert client.get("/me").status_code == 401

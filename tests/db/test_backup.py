@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from healthcare.cli import main
 from healthcare.config import Settings
 from healthcare.db import backup
 from tests.conftest import TEST_SECRET, new_patient
+from tests.e2e.conftest import missing
 
 
 @pytest.fixture(autouse=True)
 def client_tools(engine: Engine) -> None:
     if engine.dialect.name == "postgresql" and not shutil.which("pg_dump"):
-        pytest.skip("pg_dump is not installed (apt-get install postgresql-client)")
+        missing("pg_dump is not installed (apt-get install postgresql-client)")
 
 
 def _patients(engine: Engine) -> list[tuple]:
@@ -101,11 +103,36 @@ def test_restore_refuses_a_bad_file_and_keeps_the_data(
     assert [row[1] for row in _patients(engine)] == ["Precious"]
 
 
+def test_restore_refuses_a_file_with_one_damaged_page(
+    client: FlaskClient, engine: Engine, tmp_path: Path
+) -> None:
+    """A file that opens and names every table, but one of whose pages (an index's) is
+    damaged: only the integrity check can tell."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("pages are SQLite's; a PostgreSQL dump is checked by pg_restore --list")
+    for i in range(20):
+        new_patient(client, name=f"Precious {i}")
+    good = backup.backup(engine, tmp_path / "good")
+    bad = tmp_path / f"bad{good.suffix}"
+    shutil.copyfile(good, bad)
+    with sqlite3.connect(bad) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'patients' "
+            "AND rootpage > 1 ORDER BY rootpage LIMIT 1"
+        ).fetchone()
+    conn.close()
+    with bad.open("r+b") as damaged:
+        damaged.seek((root - 1) * page_size)
+        damaged.write(b"\xff" * 8)  # an impossible page type and header
+    with pytest.raises(backup.BackupError, match=r"integrity check|malformed"):
+        backup.restore(engine, bad)
+    assert len(_patients(engine)) == 20
+
+
 def _foreign_backup(engine: Engine, path: Path) -> None:
     """A sound backup file of some other database."""
     if engine.dialect.name == "sqlite":
-        import sqlite3
-
         conn = sqlite3.connect(path)
         conn.execute("CREATE TABLE other (x)")
         conn.commit()

@@ -15,6 +15,7 @@ from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
 from healthcare.errors import Conflict
 from healthcare.gate import Gate
+from tests.conftest import wait_until
 
 
 def _insert(name: str):
@@ -56,9 +57,7 @@ def test_a_failing_unit_is_rolled_back_alone(engine: Engine) -> None:
         assert started.wait(5)
         good = [pool.submit(writer.run, _insert(f"Kept {i}")) for i in range(3)]
         bad = pool.submit(writer.run, failing)
-        deadline = time.monotonic() + 5
-        while writer._queue.qsize() < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: writer._queue.qsize() == 4, timeout=10, what="one batch of four")
         release.set()
         assert all(f.result(10) for f in good)
         with pytest.raises(Conflict):

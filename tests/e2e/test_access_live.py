@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import audit_events
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, wait_until
 from tests.e2e.conftest import Server, start_server
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,11 @@ def test_a_crash_loses_at_most_the_last_flush_interval_of_read_audit(
     server, patient_url = server_with_a_patient(database_url, tmp_path, http, flush_ms=250)
     stop = threading.Event()
     readers, acknowledged = start_readers(http, patient_url, stop)
-    time.sleep(2.5)
+
+    def older_than_the_bound() -> int:
+        return sum(1 for _, at in acknowledged if at < time.monotonic() - LOSS_BOUND_SECONDS)
+
+    wait_until(lambda: older_than_the_bound() > 60, timeout=60, what="60 reads past the bound")
     killed_at = time.monotonic()
     server.crash()
     stop.set()

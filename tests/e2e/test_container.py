@@ -11,16 +11,19 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from tests.conftest import wait_until
 from tests.e2e.conftest import docker, free_port, missing, write_burst_then
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,13 +56,21 @@ class Deployment:
     def container(self) -> str:
         return self.compose("ps", "-q", "app").stdout.strip()
 
-    def wait_healthy(self, timeout: float = 90) -> None:
+    def inspect(self) -> dict[str, Any]:
+        return json.loads(docker("inspect", self.container).stdout)[0]
+
+    def state(self) -> dict[str, Any]:
+        return self.inspect()["State"]
+
+    def wait_healthy(self, timeout: float = 90, *, started_after: str | None = None) -> None:
+        """Until the app reports healthy; with ``started_after`` (a ``StartedAt`` read before a
+        kill), only a container started since counts, not the health reported before it died."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            container = self.container
-            if container:
-                state = json.loads(docker("inspect", container).stdout)[0]["State"]
-                if state.get("Health", {}).get("Status") == "healthy":
+            if self.container:
+                state = self.state()
+                healthy = state.get("Health", {}).get("Status") == "healthy"
+                if healthy and state["StartedAt"] != started_after:
                     return
             time.sleep(1)
         logs = self.compose("logs", "app", check=False).stdout[-3000:]
@@ -158,10 +169,10 @@ def test_records_survive_restart_and_recreation(deployment: Deployment) -> None:
 def test_a_killed_server_is_restarted_with_its_data(deployment: Deployment) -> None:
     assert deployment.post("Before the crash").status_code == 201
     before = deployment.names()
-    pid = json.loads(docker("inspect", deployment.container).stdout)[0]["State"]["Pid"]
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(2)
-    deployment.wait_healthy()
+    state = deployment.state()
+    os.kill(state["Pid"], signal.SIGKILL)
+    deployment.wait_healthy(started_after=state["StartedAt"])
+    assert deployment.inspect()["RestartCount"] >= 1
     assert deployment.names() == before
 
 
@@ -182,12 +193,27 @@ def test_stop_during_a_write_burst_keeps_every_acknowledged_write(
 
 
 def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deployment) -> None:
+    stop = threading.Event()
+    acknowledged: list[float] = []
+
+    def write_until_stopped(worker: int) -> None:
+        for i in range(2_000):  # bounded, and stopped as soon as the backup is done
+            if stop.is_set():
+                return
+            if deployment.post(f"Backup burst {worker}-{i}").status_code == 201:
+                acknowledged.append(time.monotonic())
+
     with ThreadPoolExecutor(4) as pool:
-        writes = [pool.submit(deployment.post, f"Backup burst {i}") for i in range(120)]
-        time.sleep(0.2)
+        writers = [pool.submit(write_until_stopped, worker) for worker in range(4)]
+        wait_until(lambda: len(acknowledged) >= 20, timeout=60, what="writes before the backup")
+        started, before = time.monotonic(), len(acknowledged)
         made = deployment.compose("exec", "-T", "app", "healthcare", "backup", "/backups")
-        for write in writes:
-            write.result()
+        ended = time.monotonic()
+        stop.set()
+        for writer in writers:
+            writer.result()
+    during = [at for at in acknowledged if started < at < ended]
+    assert during, "no write was acknowledged while the backup ran"
     path = made.stdout.split("backup written: ")[1].strip()
     fresh = f"{deployment.project}_fresh"
     count = ("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
@@ -204,7 +230,7 @@ def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deploymen
     finally:
         docker("volume", "rm", "-f", fresh, check=False)
     assert restored == in_backup
-    assert int(restored.strip("()\n").split(",")[0]) > 0
+    assert int(restored.strip("()\n").split(",")[0]) >= before
 
 
 def test_postgres_profile_migrates_once_and_serves(deployment: Deployment, tmp_path: Path) -> None:

@@ -298,11 +298,19 @@ def test_every_form_that_changes_something_carries_the_csrf_token(
 ) -> None:
     admin = as_role("admin")
     patient = new_patient(client)
-    for path in ("/ui/patients", f"/ui/patients/{patient['id']}", "/ui/patients/new",
-                 f"/ui/patients/{patient['id']}/edit", f"/ui/patients/{patient['id']}/delete",
-                 "/ui/admin/users", "/ui/admin/tokens", "/ui/account/password"):  # fmt: skip
+    pid = patient["id"]
+    # Each page's own forms that change something, besides "Sign out" on every page.
+    own_forms = {
+        "/ui/patients": 0, f"/ui/patients/{pid}": 0, "/ui/patients/new": 1,
+        f"/ui/patients/{pid}/edit": 1, f"/ui/patients/{pid}/delete": 1,
+        "/ui/admin/users": 1, "/ui/admin/tokens": 1, "/ui/account/password": 1,
+    }  # fmt: skip
+    for path, own in own_forms.items():
         page = admin.text(path)
-        for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", page, re.S):
+        forms = re.findall(r"<form[^>]*method=[\"']?post.*?</form>", page, re.S | re.I)
+        assert len(forms) >= own + 1, (path, len(forms))
+        assert any('id="logout-form"' in form for form in forms), path
+        for form in forms:
             assert 'name="csrf_token"' in form, (path, form[:80])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
+from werkzeug.exceptions import BadRequest
 
 from healthcare.api.problems import Problem, problem
 from healthcare.api.responses import PROBLEM_RESPONSES, etag, expected_version, json_response
@@ -51,7 +52,9 @@ def _require_json_body() -> Response | None:
             "Unsupported media type",
             f"Send the body as {' or '.join(sorted(accepted))}.",
         )
-    if request.get_json(silent=True) is None:
+    try:
+        request.get_json()  # JSON null parses: validation refuses it (422) like any non-object
+    except BadRequest:
         return problem(400, "Malformed JSON", "The request body is not valid JSON.")
     return None
 
