@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from healthcare.audit import record, trail
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.db.models import audit_events, patients
-from tests.conftest import audit_guard_lifted, audit_rows, new_patient
+from tests.conftest import audit_guard_lifted, audit_rows, new_patient, wait_until
 
 
 def actions(db: Database) -> list[tuple[str, str, int | None]]:
@@ -194,6 +193,15 @@ def test_the_database_refuses_to_change_audit_rows(
     assert len(audit_rows(db)) == 1
 
 
+def test_postgresql_refuses_to_truncate_the_audit_trail(client: FlaskClient, db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's; SQLite has only DELETE, refused above")
+    _chain_of(client, db, 1)
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+        conn.execute(text("TRUNCATE audit_events"))
+    assert len(audit_rows(db)) == 1
+
+
 def test_audit_search_filters_and_pages(
     client_as: Callable[[str], FlaskClient], db: Database
 ) -> None:
@@ -269,18 +277,18 @@ def test_export_writes_json_lines_since_a_time(
 def test_read_events_reach_the_table_within_the_flush_delay(
     client: FlaskClient, db: Database
 ) -> None:
+    """With the default delay (250 ms) and no one asking for a flush; 2 s leaves room for a
+    busy machine, and is well short of a delay that would leave reads unrecorded for long."""
     pid = new_patient(client)["id"]
     client.get(f"/patients/{pid}")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def reads() -> int:
         with db.engine.connect() as conn:
-            reads = conn.execute(
+            return conn.execute(
                 select(func.count()).where(audit_events.c.action == "patient.read")
             ).scalar_one()
-        if reads:
-            break
-        time.sleep(0.05)
-    assert reads == 1
+
+    assert wait_until(reads, timeout=2.0, what="the read's audit row") == 1
 
 
 def test_concurrent_readers_and_writers_keep_one_unbroken_chain(
