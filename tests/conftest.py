@@ -6,6 +6,7 @@ import functools
 import io
 import json
 import logging
+import multiprocessing
 import os
 import time
 import uuid
@@ -336,3 +337,27 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
+
+
+_APPS_OF_THIS_PROCESS: dict[str, OpenAPI] = {}
+
+
+def _status_in_this_process(settings: Settings, method: str, path: str, headers: dict) -> int:
+    app = _APPS_OF_THIS_PROCESS.get(settings.database_url)
+    if app is None:
+        app = _APPS_OF_THIS_PROCESS[settings.database_url] = create_app(settings)
+    return app.test_client().open(path, method=method, headers=headers).status_code
+
+
+@contextmanager
+def another_server_process(settings: Settings) -> Iterator[Callable[..., int]]:
+    """A second server process on the same database (spawned: no memory shared with this
+    one, as with server workers). Yields ``status(method, path, headers)`` of a request to it;
+    the process and its app live until the block ends."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+
+        def status(method: str, path: str, headers: dict | None = None) -> int:
+            call = (settings, method, path, headers or {})
+            return pool.apply_async(_status_in_this_process, call).get(timeout=120)
+
+        yield status
