@@ -16,8 +16,6 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 from flask import Flask, request
 
-from healthcare import gate
-
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
 REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 REQUEST_ID_KEY = "healthcare.request_id"
 service_log = logging.getLogger("healthcare")
-BUFFER_LIMIT = 256 * 1024
 access_log = logging.getLogger("healthcare.access")
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -136,12 +133,7 @@ class RequestMiddleware:
     """Around every request, before Flask: the request id (echoed or made), the security
     headers (a strict CSP, nosniff, no framing, HSTS over HTTPS), `Cache-Control: no-store` on
     anything that does not set its own caching (answers carry patient data), and the access
-    log line. As WSGI middleware it costs a fraction of Flask's request hooks. The request
-    runs holding the request gate (``healthcare.gate``).
-
-    It also hands small bodies to the server as one bytes object in a list: granian sends a
-    list in one call, but walks any other iterable chunk by chunk across the Python/Rust
-    boundary, which cost a fifth of a simple request. Large bodies (files) still stream."""
+    log line. As WSGI middleware it costs a fraction of Flask's request hooks."""
 
     def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
@@ -151,7 +143,7 @@ class RequestMiddleware:
         request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         environ[REQUEST_ID_KEY] = request_id
         started = time.perf_counter()
-        status, small = ["500"], [False]
+        status = ["500"]
 
         def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status[0] = code
@@ -159,27 +151,15 @@ class RequestMiddleware:
             headers.extend(SECURITY_HEADERS)
             if environ.get("wsgi.url_scheme") == "https":
                 headers.append(HSTS)
-            names = {name.lower(): value for name, value in headers}
-            if "cache-control" not in names:
+            if not any(name.lower() == "cache-control" for name, _value in headers):
                 headers.append(("Cache-Control", "no-store"))
-            small[0] = int(names.get("content-length") or BUFFER_LIMIT + 1) <= BUFFER_LIMIT
             return start_response(code, headers, exc_info)
 
         try:
-            with gate.requests.held():
-                body = self.wsgi_app(environ, start)
-                return _as_one_chunk(body) if small[0] else body
+            return self.wsgi_app(environ, start)
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 _log_request(environ, request_id, int(status[0][:3]), started)
-
-
-def _as_one_chunk(body: Iterable[bytes]) -> list[bytes]:
-    try:
-        return [b"".join(body)]
-    finally:
-        if hasattr(body, "close"):
-            body.close()
 
 
 def _log_request(environ: WSGIEnvironment, request_id: str, status: int, started: float) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from healthcare import gate
 from healthcare.audit.trail import Event, append
 
 log = logging.getLogger("healthcare.audit")
@@ -60,9 +59,7 @@ class PendingAudit:
 
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""
-        # The write steps aside from the request gate while it waits for its commit; waiting
-        # here for another flush must not keep the gate from that flush when its commit ends.
-        with gate.requests.stepped_aside(), self._flushing:
+        with self._flushing:
             events = self.take()
             if not events:
                 return 0

@@ -107,7 +107,7 @@ def find_events(
     def read() -> dict[str, Any]:
         db.pending_audit.flush()  # this process's latest reads belong on the page
         statement, wanted = _filtered(query, patient_id), query.limit + 1
-        with db.engine.connect() as conn:
+        with db.reading() as conn:
             if patient_id is None:
                 rows = conn.execute(statement.limit(wanted)).mappings().all()
             else:
@@ -145,7 +145,7 @@ def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:
         .order_by(c.id.desc())
         .limit(1)
     )
-    with db.engine.connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(statement).first()
     if row is None:
         return None
