@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,10 +59,8 @@ def slow_clients(url: str, count: int = SLOW_CLIENTS) -> Iterator[list[socket.so
     def trickle() -> None:
         while not stop.wait(TRICKLE_EVERY):
             for sock in sockets:
-                try:
+                with suppress(OSError):  # the server gave up on it: that is allowed
                     sock.send(b"a")
-                except OSError:
-                    pass  # the server gave up on it: that is allowed
 
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
