@@ -42,6 +42,7 @@ SECURITY_HEADERS = (
     # Replaces the server's own banner: nothing about the software or its version.
     ("Server", "healthcare"),
 )
+NO_CONTENT = ("204", "304")
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 
@@ -168,6 +169,8 @@ class RequestMiddleware:
 
         def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status[0] = code
+            if code[:3] in NO_CONTENT:  # nothing follows, so no type either
+                headers[:] = [(k, v) for k, v in headers if k.lower() != "content-type"]
             headers.append(("X-Request-ID", request_id))
             headers.extend(SECURITY_HEADERS)
             if environ.get("wsgi.url_scheme") == "https":

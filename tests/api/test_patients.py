@@ -232,3 +232,17 @@ def test_patient_data_is_never_cached(client: FlaskClient) -> None:
     patient = new_patient(client)
     assert client.get(f"/patients/{patient['id']}").headers["Cache-Control"] == "no-store"
     assert client.get("/patients").headers["Cache-Control"] == "no-store"
+
+
+def test_a_204_answer_has_no_content_type(client: FlaskClient) -> None:
+    patient = new_patient(client)
+    response = client.delete(f"/patients/{patient['id']}")
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+
+
+def test_a_query_parameter_given_twice_is_refused_as_a_problem(client: FlaskClient) -> None:
+    response = client.get("/patients?q=an&limit=2&q=bo")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert [e["field"] for e in response.json["errors"]] == ["q"]
