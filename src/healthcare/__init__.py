@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from healthcare import api, observability, ui
 from healthcare.api.problems import Problem, validation_problem
-from healthcare.audit.pipeline import open_database
+from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth import web
 from healthcare.auth.login import LoginPolicy
 from healthcare.auth.sessions import SessionPolicy
@@ -43,11 +43,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         TESTING=settings.env == "testing",
     )
     app.extensions["healthcare.settings"] = settings
-    app.extensions["healthcare.db"] = open_database(
-        settings.database_url,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        audit_delay=settings.audit_flush_ms / 1000,
-    )
+    app.extensions["healthcare.db"] = open_configured_database(settings)
     app.extensions["healthcare.login_policy"] = LoginPolicy(
         failures_per_account=settings.login_max_failures,
         failures_per_client=settings.login_max_failures_per_client,

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from healthcare.audit.pipeline import open_database
+from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.tokens import create_token, list_tokens, revoke_token
 from healthcare.auth.users import create_user, disable_user, list_users
@@ -43,7 +43,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 def _database(settings: Settings | None = None) -> Iterator[Database]:
     """The database for one command, closed afterwards (no connection outlives the command)."""
     settings = settings or load_settings()
-    db = open_database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db = open_configured_database(settings)
     try:
         yield db
     finally:

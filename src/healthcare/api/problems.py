@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from healthcare.errors import ServiceError, TooManyAttempts, VersionMismatch
+from healthcare.errors import AuditBacklog, ServiceError, TooManyAttempts, VersionMismatch
 from healthcare.observability import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -84,7 +84,7 @@ def service_problem(exc: ServiceError) -> Response:
     response = problem(exc.status, exc.title, exc.detail)
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         response.headers["ETag"] = f'"{exc.current_version}"'
-    if isinstance(exc, TooManyAttempts):
+    if isinstance(exc, TooManyAttempts | AuditBacklog):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
