@@ -19,7 +19,7 @@ from healthcare.audit.record import audited_read
 from healthcare.audit.trail import as_api
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.db.database import Database
-from healthcare.db.models import audit_chain, audit_events
+from healthcare.db.models import audit_chain, audit_disclosures, audit_events
 from healthcare.patients.schemas import MAX_PATIENT_ID, QueryModel
 
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+|\.\*)?$"
@@ -112,6 +112,7 @@ def find_events(
                 rows = conn.execute(statement.limit(wanted)).mappings().all()
             else:
                 rows = _era_by_era(conn, statement, query.before, wanted)
+                rows = _with_listings(conn, query, patient_id, rows, wanted)
         items = [as_api(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return {"items": items, "next_before": items[-1]["id"] if more else None}
@@ -134,6 +135,21 @@ def _era_by_era(
         rows += found.mappings().all()
         era -= ERAS_PER_STATEMENT
     return rows
+
+
+def _with_listings(
+    conn: Connection, query: AuditPageQuery, patient_id: int, rows: list[Any], wanted: int
+) -> list[Any]:
+    """The patient's rows and the rows of the listings that returned the patient, newest
+    first: the newest ``wanted`` of each, merged."""
+    d = audit_disclosures.c
+    listed = select(d.event_id).where(d.patient_id == patient_id)
+    if query.before is not None:
+        listed = listed.where(d.event_id < query.before)
+    listed = listed.order_by(d.event_id.desc()).limit(wanted)
+    listings = conn.execute(_filtered(query, None).where(audit_events.c.id.in_(listed)))
+    merged = [*rows, *listings.mappings().all()]
+    return sorted(merged, key=lambda row: row["id"], reverse=True)[:wanted]
 
 
 def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:

@@ -1,0 +1,33 @@
+"""Listings and searches account for every patient they return (issue 13, item 3).
+
+A listing keeps one audit row; the patients it returned go to ``audit_disclosures``, one
+narrow row each, written in the same transaction, so a patient's access log can show them.
+
+Revision ID: 0004r
+Revises: 0003
+Create Date: 2026-11-29
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004r"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_disclosures",
+        sa.Column("event_id", BIG_ID, primary_key=True, autoincrement=False),
+        sa.Column("patient_id", sa.Integer, primary_key=True, autoincrement=False),
+    )
+    op.create_index("ix_audit_disclosures_patient", "audit_disclosures", ["patient_id", "event_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_audit_disclosures_patient", "audit_disclosures")
+    op.drop_table("audit_disclosures")
