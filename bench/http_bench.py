@@ -18,6 +18,7 @@ over a larger table in-process. Nothing here asserts: it prints figures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -91,11 +92,11 @@ def lua_script(path: Path, kind: str, rows: int, token: str, prefixes: list[str]
 
 
 def search_prefixes(database: Path, wanted: int = 1000) -> list[str]:
-    """At least ``wanted`` distinct name prefixes that occur in the data (3 to 6 letters)."""
+    """At least ``wanted`` distinct name prefixes that occur in the data (3 to 9 letters)."""
     conn = sqlite3.connect(database)
     prefixes: set[str] = set()
     try:
-        for size in range(3, 7):
+        for size in range(3, 10):
             rows = conn.execute(
                 "SELECT DISTINCT lower(substr(name, 1, ?)) FROM patients", (size,)
             ).fetchall()
@@ -161,6 +162,16 @@ def audited_reads(database: Path) -> dict[str, int]:
     finally:
         conn.close()
     return dict(rows)
+
+
+def answer_statuses(log: Path) -> dict[int, int]:
+    """How many answers of each status our access log shows (a 503 is the audit's bound)."""
+    counts: dict[int, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"message":"request"' in line:
+            status = json.loads(line)["status"]
+            counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def make_baseline_database(service_db: Path, baseline_db: Path) -> None:
@@ -376,6 +387,8 @@ def main() -> None:
         print_table(figures, "ours", PEERS["sqlite"])
         if "ours-pg" in figures:
             print_table(figures, "ours-pg", PEERS["postgresql"])
+        for log in sorted(work.glob("service*/service.log")):
+            print(f"answers of ours by status ({log.parent.name}): {answer_statuses(log)}")
         audited = audited_reads(work / "service" / "healthcare.db")
         print(f"\naudit rows written for the benchmark's token (SQLite): {audited}")
         if args.search_rows:
