@@ -139,15 +139,18 @@ class RequestIds:
         self._pid = 0
         self._prefix = ""
         self._counter = itertools.count()
+        self._lock = threading.Lock()
 
     def next(self) -> str:
         if self._pid != os.getpid():  # a forked worker must not repeat its parent's ids
-            self._prefix, self._counter, self._pid = (
-                os.urandom(8).hex(),
-                itertools.count(),
-                os.getpid(),
-            )
+            self._start_in_this_process()
         return f"{self._prefix}{next(self._counter):016x}"
+
+    def _start_in_this_process(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._prefix, self._counter = os.urandom(8).hex(), itertools.count()
+                self._pid = os.getpid()
 
 
 class RequestMiddleware:
