@@ -1,19 +1,26 @@
-"""HTTP benchmark: this service against the plain baseline, side by side in one run.
+"""HTTP benchmark: this service and its peers, side by side in one run, on both engines.
 
 Seeds 100,000 patients, makes a clinician with an API token (every request of ours is
-authenticated and audited, reads included), serves them with `healthcare serve` (the production
-configuration) and with the baseline (Flask + sqlite3 under gunicorn, 2 sync workers), drives
-both with wrk from a second process on 127.0.0.1, and prints req/s, p50 and p99 for each
-endpoint at 32 and 64 connections, with our figure divided by the baseline's. Then times name
-searches over a larger table in-process. Nothing here asserts: it prints figures.
+authenticated and audited, reads included) and serves them with `healthcare serve` (the
+production configuration). Beside it, on copies of the same rows, at equal durability (SQLite
+WAL + ``synchronous=FULL``): peer (a) tuned plain Flask + sqlite3 (``bench/peer_flask.py``),
+peer (b) FastAPI + sqlite3 (``bench/peer_fastapi_sqlite.py``), and the first release's plain
+baseline (``bench/baseline_app.py``, gunicorn, rollback journal). With ``--postgres-url``, ours
+on PostgreSQL and peer (c) FastAPI + psycopg pool (``bench/peer_fastapi_pg.py``) as well.
+wrk drives each from a second process on 127.0.0.1, interleaved, at 32 and 64 connections:
+GET by id, listings at random offsets, searches for random prefixes (1,000 distinct ones from
+the data), each beside its cached form (one repeated URL), and POST. Then times name searches
+over a larger table in-process. Nothing here asserts: it prints figures.
 
-    ./run bench [--rows 100000] [--duration 10] [--search-rows 1000000]
+    ./run bench [--rows 100000] [--duration 10] [--search-rows 1000000] [--postgres-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -27,6 +34,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -58,17 +66,21 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not answer")
 
 
-def lua_script(path: Path, kind: str, rows: int, token: str) -> Path:
-    """A wrk script; every request carries the API token (the baseline ignores it)."""
+def lua_script(path: Path, kind: str, rows: int, token: str, prefixes: list[str]) -> Path:
+    """A wrk script; every request carries the API token (the peers ignore it). The uncached
+    kinds draw a random id, offset or search prefix for each request; the ``-cached`` kinds
+    repeat one URL, as the first release's benchmark did."""
     authorization = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    terms = "terms = {" + ", ".join(f'"{quote(t)}"' for t in prefixes) + "}\n"
     scripts = {
         "get": "request = function() return "
         f'wrk.format("GET", "/patients/" .. math.random(1, {rows})) end',
-        "list": 'request = function() return wrk.format("GET", "/patients?limit=50") end',
-        "search": "terms = {"
-        + ", ".join(f'"{t.replace(" ", "%20")}"' for t in SEARCH_TERMS)
-        + '}\nrequest = function() return wrk.format("GET", "/patients?q=" .. '
+        "list": 'request = function() return wrk.format("GET", '
+        f'"/patients?limit=50&offset=" .. math.random(0, {rows - 50})) end',
+        "list-cached": 'request = function() return wrk.format("GET", "/patients?limit=50") end',
+        "search": terms + 'request = function() return wrk.format("GET", "/patients?q=" .. '
         "terms[math.random(1, #terms)]) end",
+        "search-cached": 'request = function() return wrk.format("GET", "/patients?q=ver") end',
         "post": 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         'request = function() return wrk.format(nil, "/patients", nil, '
         '\'{"name": "Bench Patient \' .. math.random(1, 1000000) .. \'", "age": 40, '
@@ -79,15 +91,35 @@ def lua_script(path: Path, kind: str, rows: int, token: str) -> Path:
     return script
 
 
+def search_prefixes(database: Path, wanted: int = 1000) -> list[str]:
+    """At least ``wanted`` distinct name prefixes that occur in the data (3 to 9 letters)."""
+    conn = sqlite3.connect(database)
+    prefixes: set[str] = set()
+    try:
+        for size in range(3, 10):
+            rows = conn.execute(
+                "SELECT DISTINCT lower(substr(name, 1, ?)) FROM patients", (size,)
+            ).fetchall()
+            prefixes.update(p for (p,) in rows if p.replace(" ", "").isalpha())
+            if len(prefixes) >= wanted:
+                break
+    finally:
+        conn.close()
+    return random.Random(1).sample(sorted(prefixes), min(len(prefixes), max(wanted, 1000)))
+
+
 LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def run_wrk(url: str, script: Path, connections: int, duration: int) -> Result:
-    output = subprocess.run(
+    ran = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if ran.returncode != 0:
+        raise SystemExit(f"wrk failed on {url} with {script.name}: {ran.stdout}{ran.stderr}")
+    output = ran.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     latency = {p: float(v) * UNIT_MS[u] for p, v, u in LATENCY.findall(output)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -100,24 +132,25 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> Result:
     return Result(rate, latency.get("50", 0.0), latency.get("99", 0.0), failed)
 
 
-def healthcare(data_dir: Path, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, "HEALTHCARE_DATA_DIR": str(data_dir), "HEALTHCARE_ENV": "development"}
+def healthcare(data_dir: Path, *args: str, stdin: str | None = None, url: str = "") -> str:
+    env = {**os.environ, "HEALTHCARE_DATA_DIR": str(data_dir), "HEALTHCARE_ENV": "development",
+           "HEALTHCARE_DATABASE_URL": url}  # fmt: skip
     return subprocess.run(
         [str(BIN / "healthcare"), *args], env=env, input=stdin, capture_output=True, text=True,
         check=True,
     ).stdout  # fmt: skip
 
 
-def seed_service(data_dir: Path, rows: int) -> None:
-    healthcare(data_dir, "seed", "--count", str(rows), "--random-seed", "1")
+def seed_service(data_dir: Path, rows: int, url: str = "") -> None:
+    healthcare(data_dir, "seed", "--count", str(rows), "--random-seed", "1", url=url)
 
 
-def bench_token(data_dir: Path) -> str:
+def bench_token(data_dir: Path, url: str = "") -> str:
     """A clinician and an API token for it, made the way an operator makes them."""
     password = secrets.token_urlsafe(24)
     healthcare(data_dir, "users", "create", "bench", "--role", "clinician", "--password-stdin",
-               stdin=password + "\n")  # fmt: skip
-    return healthcare(data_dir, "tokens", "create", "bench", "--label", "bench").strip()
+               stdin=password + "\n", url=url)  # fmt: skip
+    return healthcare(data_dir, "tokens", "create", "bench", "--label", "bench", url=url).strip()
 
 
 def audited_reads(database: Path) -> dict[str, int]:
@@ -131,6 +164,16 @@ def audited_reads(database: Path) -> dict[str, int]:
     return dict(rows)
 
 
+def answer_statuses(log: Path) -> dict[int, int]:
+    """How many answers of each status our access log shows (a 503 is the audit's bound)."""
+    counts: dict[int, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"message":"request"' in line:
+            status = json.loads(line)["status"]
+            counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def make_baseline_database(service_db: Path, baseline_db: Path) -> None:
     conn = sqlite3.connect(baseline_db)
     conn.execute(
@@ -141,6 +184,63 @@ def make_baseline_database(service_db: Path, baseline_db: Path) -> None:
     conn.execute("INSERT INTO patients SELECT id, name, age, disease FROM service.patients")
     conn.commit()
     conn.close()
+
+
+def make_peer_database(service_db: Path, peer_db: Path) -> None:
+    """The peers' copy: the same rows, WAL, and names indexed for case-insensitive prefixes."""
+    conn = sqlite3.connect(peer_db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE NOT NULL, "
+        "age INTEGER, disease TEXT)"
+    )
+    conn.execute(f"ATTACH DATABASE '{service_db}' AS service")
+    conn.execute("INSERT INTO patients SELECT id, name, age, disease FROM service.patients")
+    conn.execute("CREATE INDEX ix_peer_name ON patients (name)")
+    conn.commit()
+    conn.close()
+
+
+def make_peer_table(postgres_url: str) -> None:
+    """peer_patients beside ours in the PostgreSQL database, indexed for name prefixes."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS peer_patients")
+        conn.execute(
+            "CREATE TABLE peer_patients (id SERIAL PRIMARY KEY, name TEXT NOT NULL, age INT, "
+            "disease TEXT)"
+        )
+        conn.execute("INSERT INTO peer_patients SELECT id, name, age, disease FROM patients")
+        conn.execute("SELECT setval('peer_patients_id_seq', (SELECT max(id) FROM peer_patients))")
+        conn.execute("CREATE INDEX ix_peer_name ON peer_patients (lower(name) text_pattern_ops)")
+        conn.execute("ANALYZE peer_patients")
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new database on the server for this run (left behind: it is named bench_...)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_{secrets.token_hex(4)}"
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def start_peer(
+    module: str, interface: str, port: int, env: dict[str, str], log: Path, threads: int = 1
+) -> subprocess.Popen[bytes]:
+    process = start(
+        [str(BIN / "granian"), "--interface", interface, "--workers", "2",
+         "--blocking-threads", str(threads), "--host", "127.0.0.1", "--port", str(port),
+         "--no-ws", f"bench.{module}:app"],
+        {"PYTHONPATH": str(HERE.parent), **env},
+        log,
+    )  # fmt: skip
+    wait_ready(f"http://127.0.0.1:{port}/patients/1")
+    return process
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -178,23 +278,27 @@ def start_baseline(database: Path, port: int, log_dir: Path) -> subprocess.Popen
     return process
 
 
+SEARCHES = ("search", "search-cached")
+PEERS = {"sqlite": ("peer-a", "peer-b", "baseline"), "postgresql": ("peer-c",)}
+
+
 def measure(
-    servers: dict[str, str],
-    scripts: dict[str, Path],
+    servers: dict[str, tuple[str, dict[str, Path]]],
     connections: list[int],
     duration: int,
     repeat: int,
 ) -> dict[str, dict[tuple[str, int], Result]]:
-    """Every figure for every server, interleaved (ours, baseline, ours, ...) so that drift in
-    the machine's speed hits both alike; the median of ``repeat`` runs is kept."""
+    """Every figure for every server, interleaved (ours, the peers, ours, ...) so that drift
+    in the machine's speed hits all alike; the median of ``repeat`` runs is kept."""
     runs: dict[str, dict[tuple[str, int], list[Result]]] = {name: {} for name in servers}
-    for kind, script in scripts.items():
+    kinds = next(iter(servers.values()))[1]
+    for kind in kinds:
         for conns in connections:
             for _ in range(repeat):
-                for name, url in servers.items():
-                    if kind == "search" and name == "baseline":
-                        continue
-                    result = run_wrk(url, script, conns, duration)
+                for name, (url, scripts) in servers.items():
+                    if kind in SEARCHES and name == "baseline":
+                        continue  # the first release's baseline has no search
+                    result = run_wrk(url, scripts[kind], conns, duration)
                     runs[name].setdefault((kind, conns), []).append(result)
     return {
         name: {
@@ -205,33 +309,40 @@ def measure(
     }
 
 
-def print_table(ours: dict, baseline: dict) -> None:
-    figures = f"{'req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'err':>4}"
-    print(f"\n{'endpoint':<8} {'conns':>5} | ours {figures} | baseline {figures} | {'ratio':>6}")
-    for (kind, conns), mine in ours.items():
-        base = baseline.get((kind, conns))
-        line = (f"{kind:<8} {conns:>5} | {mine.requests_per_second:>10.0f} {mine.p50_ms:>7.2f} "
-                f"{mine.p99_ms:>7.2f} {mine.errors:>4} | ")  # fmt: skip
-        if base:
-            ratio = mine.requests_per_second / base.requests_per_second
-            line += (f"{base.requests_per_second:>10.0f} {base.p50_ms:>7.2f} {base.p99_ms:>7.2f} "
-                     f"{base.errors:>4} | {ratio:>5.2f}x")  # fmt: skip
-        else:
-            line += f"{'(no baseline)':>33} |"
-        print(line)
+def print_table(figures: dict[str, dict[tuple[str, int], Result]], ours: str, peers: tuple) -> None:
+    """req/s and p99 of ours and each peer, and ours divided by each peer."""
+    present = [p for p in peers if p in figures]
+    head = f"{'endpoint':<14} {'conns':>5} | {ours + ' req/s':>16} {'p99':>7}"
+    for peer in present:
+        head += f" | {peer + ' req/s':>16} {'p99':>7} {'ratio':>6}"
+    print("\n" + head)
+    for (kind, conns), mine in figures[ours].items():
+        line = (f"{kind:<14} {conns:>5} | {mine.requests_per_second:>16.0f} "
+                f"{mine.p99_ms:>7.1f}")  # fmt: skip
+        for peer in present:
+            theirs = figures[peer].get((kind, conns))
+            if theirs is None:
+                line += f" | {'-':>16} {'-':>7} {'-':>6}"
+                continue
+            ratio = mine.requests_per_second / theirs.requests_per_second
+            line += (f" | {theirs.requests_per_second:>16.0f} {theirs.p99_ms:>7.1f} "
+                     f"{ratio:>5.2f}x")  # fmt: skip
+        errors = [f"{name}={f[(kind, conns)].errors}" for name, f in figures.items()
+                  if (kind, conns) in f and f[(kind, conns)].errors]  # fmt: skip
+        print(line + (f"   errors: {' '.join(errors)}" if errors else ""))
 
 
 def search_timings(data_dir: Path, rows: int) -> None:
     """Median and worst time per name search, in-process, over ``rows`` patients."""
     os.environ.update(HEALTHCARE_DATA_DIR=str(data_dir), HEALTHCARE_ENV="development")
+    from healthcare.audit.pipeline import open_database
     from healthcare.auth.access import Actor, Role
     from healthcare.config import load_settings
-    from healthcare.db.database import Database
     from healthcare.db.revision_cache import RevisionCache
     from healthcare.patients import service
     from healthcare.patients.schemas import PatientQuery
 
-    db = Database.from_url(load_settings().database_url)
+    db = open_database(load_settings().database_url)
     db.pages = RevisionCache(capacity=0)  # time the queries, not the page cache
     reader = Actor(None, "bench", Role.VIEWER, client="local")
     print(f"\nname search over {rows:,} patients (in-process, page of 50 plus total):")
@@ -255,50 +366,84 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--search-rows", type=int, default=1_000_000, help="0 to skip")
-    parser.add_argument("--workers", type=int, help="override WEB_CONCURRENCY for our server")
-    parser.add_argument("--threads", type=int, help="override HEALTHCARE_BLOCKING_THREADS")
+    parser.add_argument("--postgres-url", help="also run ours and peer (c) on this server")
     parser.add_argument(
-        "--endpoints", nargs="+", default=["get", "list", "search", "post"],
-        choices=["get", "list", "search", "post"],
+        "--endpoints", nargs="+", default=["get", "list", "list-cached", "search",
+                                            "search-cached", "post"],
+        choices=["get", "list", "list-cached", "search", "search-cached", "post"],
     )  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="healthcare-bench-") as tmp:
         work = Path(tmp)
-        data_dir = work / "service"
-        print(f"seeding {args.rows:,} patients ...", flush=True)
-        seed_service(data_dir, args.rows)
-        make_baseline_database(data_dir / "healthcare.db", work / "baseline.db")
-        token = bench_token(data_dir)
-        scripts = {kind: lua_script(work, kind, args.rows, token) for kind in args.endpoints}
-
-        ours_port, baseline_port = free_port(), free_port()
-        server_env = {
-            name: str(value)
-            for name, value in [("WEB_CONCURRENCY", args.workers),
-                                ("HEALTHCARE_BLOCKING_THREADS", args.threads)]
-            if value is not None
-        }  # fmt: skip
-        service_process = start_service(data_dir, ours_port, server_env)
-        baseline_process = start_baseline(work / "baseline.db", baseline_port, work)
-        servers = {
-            "ours": f"http://127.0.0.1:{ours_port}",
-            "baseline": f"http://127.0.0.1:{baseline_port}",
-        }
+        processes: list[subprocess.Popen[bytes]] = []
         try:
-            figures = measure(servers, scripts, args.connections, args.duration, args.repeat)
+            servers = start_everything(work, args, processes)
+            figures = measure(servers, args.connections, args.duration, args.repeat)
         finally:
-            stop(service_process)
-            stop(baseline_process)
-        ours, baseline = figures["ours"], figures["baseline"]
-        print_table(ours, baseline)
-        audited = audited_reads(data_dir / "healthcare.db")
-        print(f"\naudit rows written for the benchmark's token: {audited}")
+            for process in processes:
+                stop(process)
+        print(f"\nload average during the run: {os.getloadavg()}")
+        print_table(figures, "ours", PEERS["sqlite"])
+        if "ours-pg" in figures:
+            print_table(figures, "ours-pg", PEERS["postgresql"])
+        for log in sorted(work.glob("service*/service.log")):
+            print(f"answers of ours by status ({log.parent.name}): {answer_statuses(log)}")
+        audited = audited_reads(work / "service" / "healthcare.db")
+        print(f"\naudit rows written for the benchmark's token (SQLite): {audited}")
         if args.search_rows:
             search_dir = work / "search"
             print(f"\nseeding {args.search_rows:,} patients for the search timing ...", flush=True)
             seed_service(search_dir, args.search_rows)
             search_timings(search_dir, args.search_rows)
+
+
+def start_everything(
+    work: Path, args: argparse.Namespace, processes: list[subprocess.Popen[bytes]]
+) -> dict[str, tuple[str, dict[str, Path]]]:
+    """Seed every database, write the wrk scripts, start ours and each peer (into
+    ``processes`` as each starts, so that the caller stops whatever did start)."""
+    data_dir = work / "service"
+    print(f"seeding {args.rows:,} patients ...", flush=True)
+    seed_service(data_dir, args.rows)
+    make_baseline_database(data_dir / "healthcare.db", work / "baseline.db")
+    for peer in ("a", "b"):
+        make_peer_database(data_dir / "healthcare.db", work / f"peer-{peer}.db")
+    token = bench_token(data_dir)
+    prefixes = search_prefixes(data_dir / "healthcare.db")
+    print(f"{len(prefixes)} distinct search prefixes", flush=True)
+    scripts = {kind: lua_script(work, kind, args.rows, token, prefixes) for kind in args.endpoints}
+    ports = {name: free_port() for name in ("ours", "peer-a", "peer-b", "baseline", "ours-pg",
+                                            "peer-c")}  # fmt: skip
+    processes.append(start_service(data_dir, ports["ours"], {}))
+    processes.append(start_peer("peer_flask", "wsgi", ports["peer-a"],
+                                {"PEER_DATABASE": str(work / "peer-a.db")}, work / "peer-a.log",
+                                threads=4))  # fmt: skip
+    processes.append(start_peer("peer_fastapi_sqlite", "asgi", ports["peer-b"],
+                                {"PEER_DATABASE": str(work / "peer-b.db")},
+                                work / "peer-b.log"))  # fmt: skip
+    processes.append(start_baseline(work / "baseline.db", ports["baseline"], work))
+    servers = {name: (f"http://127.0.0.1:{ports[name]}", scripts)
+               for name in ("ours", "peer-a", "peer-b", "baseline")}  # fmt: skip
+    if args.postgres_url:
+        pg_dir = work / "service-pg"
+        pg_dir.mkdir()
+        url = fresh_postgres_database(args.postgres_url)
+        seed_service(pg_dir, args.rows, url)
+        pg_token = bench_token(pg_dir, url)
+        pg_scripts_dir = work / "pg-scripts"
+        pg_scripts_dir.mkdir()
+        pg_scripts = {kind: lua_script(pg_scripts_dir, kind, args.rows, pg_token, prefixes)
+                      for kind in args.endpoints}  # fmt: skip
+        make_peer_table(url.replace("postgresql+psycopg://", "postgresql://"))
+        processes.append(start_service(pg_dir, ports["ours-pg"], {"HEALTHCARE_DATABASE_URL": url}))
+        processes.append(start_peer("peer_fastapi_pg", "asgi", ports["peer-c"],
+                                    {"PEER_POSTGRES": url.replace("postgresql+psycopg://",
+                                                                  "postgresql://")},
+                                    work / "peer-c.log"))  # fmt: skip
+        for name in ("ours-pg", "peer-c"):
+            servers[name] = (f"http://127.0.0.1:{ports[name]}", pg_scripts)
+    return servers
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from flask_openapi3 import OpenAPI
 from sqlalchemy import Connection, Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from healthcare import clock, create_app, gate
+from healthcare import clock, create_app
 from healthcare.audit.trail import GENESIS_HASH
 from healthcare.auth import tokens
 from healthcare.auth.access import Actor, Role
@@ -34,7 +34,6 @@ from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 from healthcare.db.models import Base, api_tokens, audit_events, users
-from healthcare.gate import Gate
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -113,15 +112,6 @@ def empty_all_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
-def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
-    """A request gate of the test's own: a failing test leaves no thread stuck in the shared
-    one."""
-    fresh = Gate()
-    monkeypatch.setattr(gate, "requests", fresh)
-    return fresh
-
-
-@pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         env="testing", secret_key=TEST_SECRET, database_url=database_url, data_dir=tmp_path
@@ -134,12 +124,21 @@ def make_app(settings: Settings) -> Iterator[Callable[..., OpenAPI]]:
 
     def build(**overrides: Any) -> OpenAPI:
         app = create_app(settings.model_copy(update=overrides))
+        app.test_client_class = WholeAnswerClient
         apps.append(app)
         return app
 
     yield build
     for app in apps:
         app.extensions["healthcare.db"].dispose()
+
+
+class WholeAnswerClient(FlaskClient):
+    """Reads every answer whole and closes it, as the server's adapter does
+    (``healthcare.whole_requests``): a file's answer no longer holds its file open."""
+
+    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> Any:
+        return super().open(*args, buffered=buffered, **kwargs)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from healthcare.auth.sessions import COOKIE
-from healthcare.observability import BufferedStreamHandler
+from healthcare.observability import BufferedStreamHandler, RequestIds
 from tests.auth.test_sessions import csrf_from, sign_in
 from tests.conftest import TEST_PASSWORD, Account, bearer, new_patient
 
@@ -143,3 +144,14 @@ def test_answers_with_patient_data_are_never_cached(client: FlaskClient) -> None
     patient = new_patient(client)
     for path in ("/patients", f"/patients/{patient['id']}", "/ui/patients", "/audit"):
         assert client.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_request_ids_differ_between_requests_and_between_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = RequestIds()
+    first, second = ids.next(), ids.next()
+    assert first != second
+    assert first[:16] == second[:16]
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked worker
+    assert ids.next()[:16] != first[:16]

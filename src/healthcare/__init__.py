@@ -8,13 +8,12 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from healthcare import api, observability, ui
-from healthcare.api.fast_lane import FastLane
 from healthcare.api.problems import Problem, validation_problem
+from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth import web
 from healthcare.auth.login import LoginPolicy
 from healthcare.auth.sessions import SessionPolicy
 from healthcare.config import Settings, load_settings
-from healthcare.db.database import Database
 
 __version__ = "0.1.0"
 BEARER = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token."}}
@@ -44,11 +43,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         TESTING=settings.env == "testing",
     )
     app.extensions["healthcare.settings"] = settings
-    app.extensions["healthcare.db"] = Database.from_url(
-        settings.database_url,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        audit_delay=settings.audit_flush_ms / 1000,
-    )
+    app.extensions["healthcare.db"] = open_configured_database(settings)
     app.extensions["healthcare.login_policy"] = LoginPolicy(
         failures_per_account=settings.login_max_failures,
         failures_per_client=settings.login_max_failures_per_client,
@@ -61,7 +56,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
             absolute=timedelta(hours=settings.session_max_hours),
         ),
     )
-    app.wsgi_app = FastLane(app.wsgi_app, app.extensions["healthcare.db"])  # type: ignore[method-assign]
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.tokens import create_token, list_tokens, revoke_token
 from healthcare.auth.users import create_user, disable_user, list_users
@@ -42,7 +43,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 def _database(settings: Settings | None = None) -> Iterator[Database]:
     """The database for one command, closed afterwards (no connection outlives the command)."""
     settings = settings or load_settings()
-    db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db = open_configured_database(settings)
     try:
         yield db
     finally:
@@ -65,6 +66,7 @@ def main() -> None:
 def serve(host: str, port: int | None, workers: int | None) -> None:
     """Apply pending migrations, then run the production server."""
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     settings = load_settings()
@@ -72,12 +74,13 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
         migrate.upgrade(db.engine)
         _first_admin(db, settings)
     Server(
-        "healthcare.wsgi:app",
+        "healthcare.asgi:app",
         address=host,
         port=port or settings.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGI,
         workers=workers or settings.web_concurrency,
-        blocking_threads=settings.blocking_threads,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=settings.read_timeout_seconds * 1000),
         respawn_failed_workers=True,
         workers_kill_timeout=30,
         log_access=False,

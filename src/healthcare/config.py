@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     blocking_threads: int = Field(8, ge=1, le=256)
+    # Headers (granian) and body (healthcare.whole_requests) must arrive within this time.
+    read_timeout_seconds: int = Field(10, ge=1, le=60)
     port: int = Field(9000, ge=1, le=65535, validation_alias="PORT")
     web_concurrency: int = Field(2, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
     # Access control (issue 3): browser sessions, the sign-in brake, proxies, first admin.
@@ -38,6 +40,9 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(0, ge=0, le=5)
     admin_password: SecretStr | None = None
     audit_flush_ms: int = Field(250, ge=10, le=10_000)
+    # Past these, reads answer 503 until the audit catches up (healthcare.audit.pending).
+    audit_max_pending: int = Field(10_000, ge=100, le=1_000_000)
+    audit_max_wait_ms: int = Field(2_000, ge=100, le=600_000)
 
     @field_validator("database_url")
     @classmethod
@@ -45,6 +50,12 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite://", "postgresql")):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return value
+
+    @model_validator(mode="after")
+    def _audit_wait_beyond_a_flush(self) -> Settings:
+        if self.audit_max_wait_ms < 2 * self.audit_flush_ms:
+            raise ValueError("HEALTHCARE_AUDIT_MAX_WAIT_MS must be at least twice the flush time")
+        return self
 
     @model_validator(mode="after")
     def _default_database_in_data_dir(self) -> Settings:

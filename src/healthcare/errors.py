@@ -67,3 +67,13 @@ class TooManyAttempts(ServiceError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class AuditBacklog(ServiceError):
+    """Events that change nothing wait too long, or too many, for the audit trail: answering
+    more would disclose what the trail might never record (see healthcare.audit.pending)."""
+
+    status = 503
+    title = "Service unavailable"
+    outcome = "unavailable"
+    retry_after = 1

@@ -256,3 +256,17 @@ def test_restore_with_if_match_star_or_none_needs_no_version(client: FlaskClient
         client.delete(f"/patients/{patient['id']}")
         restored = client.post(f"/patients/{patient['id']}/restore", headers=headers)
         assert restored.status_code == 200, headers
+
+
+def test_a_204_answer_has_no_content_type(client: FlaskClient) -> None:
+    patient = new_patient(client)
+    response = client.delete(f"/patients/{patient['id']}")
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+
+
+def test_a_query_parameter_given_twice_is_refused_as_a_problem(client: FlaskClient) -> None:
+    response = client.get("/patients?q=an&limit=2&q=bo")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert [e["field"] for e in response.json["errors"]] == ["q"]

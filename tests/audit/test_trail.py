@@ -328,3 +328,20 @@ def test_any_text_a_caller_sends_can_be_recorded(db: Database) -> None:
 
 def test_audit_search_refuses_control_characters(client: FlaskClient) -> None:
     assert client.get("/audit", query_string={"username": "ad\x00min"}).status_code == 422
+
+
+def test_listings_and_searches_show_in_the_access_log_of_each_patient_they_returned(
+    client_as: Callable[[str], FlaskClient],
+) -> None:
+    clinician, viewer, admin = client_as("clinician"), client_as("viewer"), client_as("admin")
+    found = new_patient(clinician, name="Listed Person")["id"]
+    unseen = new_patient(clinician, name="Other Person")["id"]
+    assert viewer.get("/patients?q=listed").json["total"] == 1
+    assert viewer.get("/patients?limit=1&offset=0&sort=id&q=person").status_code == 200
+    log = admin.get(f"/patients/{found}/access-log").json["items"]
+    assert [(e["username"], e["action"]) for e in log][:2] == [
+        ("viewer", "patient.list"),
+        ("viewer", "patient.list"),
+    ]
+    other_log = admin.get(f"/patients/{unseen}/access-log").json["items"]
+    assert [e["action"] for e in other_log] == ["patient.create"]

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from healthcare.audit.pipeline import open_database
 from healthcare.auth import users as users_module
 from healthcare.auth.passwords import password_problem
 from healthcare.auth.users import ensure_first_admin
@@ -148,7 +149,7 @@ def test_two_processes_starting_at_once_make_one_admin(
     """Both find no users and both try to insert `admin`: one admin results, and neither start
     fails. On PostgreSQL both transactions get as far as the insert (the unique name refuses
     the second); on SQLite the write lock puts the second after the first, which it then sees."""
-    other = Database.from_url(db.engine.url.render_as_string(hide_password=False))
+    other = open_database(db.engine.url.render_as_string(hide_password=False))
     together = threading.Barrier(2, timeout=10)
     real_insert = users_module._insert_user
 

@@ -11,9 +11,9 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select, text
 
+from healthcare.audit.pipeline import audited_database, open_database
 from healthcare.auth.access import Actor
 from healthcare.db import migrate
-from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine, write_transaction
 from healthcare.db.models import patients
 from healthcare.patients import service
@@ -32,7 +32,7 @@ def _sqlite_engine(path: Path) -> Engine:
 
 
 def _write_patients(url: str, writer: int) -> int:
-    db = Database.from_url(url)
+    db = open_database(url)
     for i in range(WRITES_EACH):
         service.create_patient(db, OPERATOR, PatientIn(name=f"Writer {writer} #{i}", age=30))
         patient_id = service.create_patient(db, OPERATOR, PatientIn(name="Edited", age=1))["id"]
@@ -62,7 +62,7 @@ def test_concurrent_writer_processes_never_see_database_locked(tmp_path: Path) -
 
 
 def test_concurrent_writer_threads_share_one_engine(tmp_path: Path) -> None:
-    db = Database(_sqlite_engine(tmp_path / "h.db"))
+    db = audited_database(_sqlite_engine(tmp_path / "h.db"))
     with ThreadPoolExecutor(8) as pool:
         created = list(
             pool.map(

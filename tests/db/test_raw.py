@@ -11,16 +11,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, literal_column, select
 
 from healthcare import clock
 from healthcare.db import migrate, raw
-from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
-from healthcare.gate import Gate
 from healthcare.patients import queries
 
 ONE = raw.RawStatement(select(literal_column("1")))
@@ -151,28 +148,3 @@ def test_a_multi_row_insert_writes_every_row_as_given(database_url: str, count: 
     finally:
         metadata.drop_all(engine)
         engine.dispose()
-
-
-def test_a_postgresql_read_lets_other_requests_run_and_a_sqlite_read_does_not(
-    db: Database, fresh_gate: Gate
-) -> None:
-    """A PostgreSQL round trip waits on the network, so the reading request steps aside from
-    the request gate; a SQLite read is shorter than a hand-over and keeps it."""
-    seen_during_read: list[bool] = []
-
-    def reading_request() -> None:
-        with fresh_gate.held():
-            seen_during_read.append(fresh_gate.held_here())
-            db.read((ONE, {}))
-
-    real_fetch = raw.fetch
-
-    def observed(readers: raw.Readers, *statements: tuple[raw.RawStatement, Any]) -> Any:
-        seen_during_read.append(fresh_gate.held_here())
-        return real_fetch(readers, *statements)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(raw, "fetch", observed)
-        reading_request()
-    assert seen_during_read == [True, db.dialect == "sqlite"]
-    assert fresh_gate._owner is None

@@ -117,3 +117,8 @@ def test_mixed_requests_at_once_are_all_answered_and_audited(
     audited = http.get(f"{base}/audit", params={"action": "patient.create", "limit": 100},
                        timeout=30).json()["items"]  # fmt: skip
     assert set(created) <= {row["patient_id"] for row in audited}
+
+
+def test_the_server_starts_without_a_warning(live_server: Server) -> None:
+    """granian warned about its thread count at every start of the WSGI server."""
+    assert "[WARNING]" not in live_server.log()

@@ -7,6 +7,9 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from healthcare.db.database import Database
+from healthcare.patients import queries
+from healthcare.patients.schemas import PatientQuery
 from healthcare.patients.search import fold, search_words
 from tests.conftest import new_patient
 
@@ -114,3 +117,17 @@ def test_search_words_are_always_plain_word_characters(text: str) -> None:
     for word in search_words(text):
         assert word
         assert all(ch.isalnum() or ch == "_" for ch in word)
+
+
+def test_a_listing_page_skips_rows_in_the_active_ids_index(db: Database) -> None:
+    listing, params = queries.patient_listing(PatientQuery(offset=10), db.dialect)
+    sql, arguments = listing.page.arguments(db.engine, params)
+    with db.reading() as conn:
+        if db.dialect == "sqlite":
+            plan = " ".join(
+                str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", arguments)
+            )
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN {sql}", arguments))
+    assert "ix_patients_active_id" in plan

@@ -317,3 +317,10 @@ def test_every_form_that_changes_something_carries_the_csrf_token(
 def test_a_page_form_without_the_token_is_refused(clinician: Browser) -> None:
     response = clinician.client.post("/ui/patients/new", data={"name": "No Token", "age": "3"})
     assert response.status_code == 403
+
+
+def test_a_malformed_query_on_a_page_answers_with_a_page(clinician: Browser) -> None:
+    response = clinician.get("/ui/patients?q=an&q=bo")
+    assert response.status_code == 422
+    assert response.mimetype == "text/html"
+    assert "Check these fields: q." in response.get_data(as_text=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from typing import Any
+
+from flask import request
 from flask_openapi3 import OpenAPI
 from werkzeug.datastructures import MultiDict
 
 from healthcare.api import audit, docs, health, patients, problems, users
 from healthcare.api.problems import problem
+from healthcare.errors import Invalid
 
 
 def repeated_parameters(args: MultiDict[str, str]) -> list[str]:
@@ -16,16 +19,18 @@ def repeated_parameters(args: MultiDict[str, str]) -> list[str]:
     return sorted(key for key, values in args.lists() if len(values) > 1)
 
 
-def one_value_per_query_parameter() -> Response | None:
+def one_value_per_query_parameter() -> Any:
     if "&" not in request.environ.get("QUERY_STRING", ""):
         return None  # at most one parameter: nothing can repeat
     repeated = repeated_parameters(request.args)
     if not repeated:
         return None
+    detail = f"Check these fields: {', '.join(repeated)}."
+    if (page := problems.as_page(Invalid(detail))) is not None:
+        return page
     errors = [{"field": key, "message": "give this parameter once", "type": "repeated"}
               for key in repeated]  # fmt: skip
-    return problem(422, "Invalid data", f"Check these fields: {', '.join(repeated)}.",
-                   errors=errors)  # fmt: skip
+    return problem(422, "Invalid data", detail, errors=errors)
 
 
 def init_app(app: OpenAPI) -> None:

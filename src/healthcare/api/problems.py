@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from healthcare.errors import ServiceError, TooManyAttempts, VersionMismatch
+from healthcare.errors import AuditBacklog, ServiceError, TooManyAttempts, VersionMismatch
 from healthcare.observability import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -62,14 +62,14 @@ def validation_problem(exc: ValidationError) -> Response:
     return problem(422, "Invalid data", f"Check these fields: {names}.", errors=errors)
 
 
-def _as_page(exc: Exception) -> Any:
+def as_page(exc: Exception) -> Any:
     """The browser pages answer errors with HTML pages of their own (see healthcare.ui)."""
     pages = current_app.extensions.get("healthcare.page_errors")
     return pages(exc) if pages else None
 
 
 def _http_problem(exc: HTTPException) -> Any:
-    if (page := _as_page(exc)) is not None:
+    if (page := as_page(exc)) is not None:
         return page
     response = problem(exc.code or 500, exc.name, exc.description or exc.name)
     headers = dict(exc.get_headers())
@@ -84,7 +84,7 @@ def service_problem(exc: ServiceError) -> Response:
     response = problem(exc.status, exc.title, exc.detail)
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         response.headers["ETag"] = f'"{exc.current_version}"'
-    if isinstance(exc, TooManyAttempts):
+    if isinstance(exc, TooManyAttempts | AuditBacklog):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -101,14 +101,14 @@ def unexpected_problem(exc: Exception, request_id: str) -> Response:
 
 
 def _service_problem(exc: ServiceError) -> Any:
-    if (page := _as_page(exc)) is not None:
+    if (page := as_page(exc)) is not None:
         return page
     return service_problem(exc)
 
 
 def _unexpected_problem(exc: Exception) -> Any:
     response = unexpected_problem(exc, current_request_id())
-    page = _as_page(exc)
+    page = as_page(exc)
     return page if page is not None else response
 
 

@@ -4,7 +4,14 @@ A change writes its audit row in its own transaction. A read changes nothing, so
 transaction (and an fsync) of its own would cost more than the read: its event waits here
 until the next flush, at most ``delay`` seconds later, or sooner when many are waiting. The
 flush goes through the same group-commit writer as every change. On a clean stop the rest is
-flushed; a killed process loses at most the events of its last ``delay`` seconds."""
+flushed.
+
+The queue is bounded, so that the audit fails closed: once ``max_events`` wait (queued or
+being written), or events have waited ``max_age`` seconds with no audit write getting through
+(another process holds the write lock, the database is gone), ``add`` refuses with
+``AuditBacklog`` (503) and the read it would have recorded is not answered. A killed process
+therefore loses at most the reads it answered within ``max_age`` seconds of its last audit
+write that committed, and at most ``max_events`` of them (docs/request-path.md)."""
 
 from __future__ import annotations
 
@@ -13,24 +20,35 @@ import logging
 import multiprocessing.util
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
 
-from healthcare import gate
 from healthcare.audit.trail import Event, append
+from healthcare.errors import AuditBacklog
 
 log = logging.getLogger("healthcare.audit")
 FLUSH_AT = 256  # a flush holds the interpreter for a few milliseconds at most
-MAX_KEPT_ON_FAILURE = 100_000
 
 
 class PendingAudit:
-    def __init__(self, write: Callable[[Callable[[Connection], Any]], Any], delay: float) -> None:
+    def __init__(
+        self,
+        write: Callable[[Callable[[Connection], Any]], Any],
+        delay: float,
+        *,
+        max_events: int = 10_000,
+        max_age: float = 2.0,
+    ) -> None:
         self._write = write
         self.delay = delay
+        self.max_events = max_events
+        self.max_age = max_age
         self._events: list[Event] = []
+        self._in_flight = 0  # taken by a write that has not committed yet
+        self._behind_since = 0.0  # since when events wait with no audit write getting through
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._flushing = threading.Lock()
@@ -41,28 +59,44 @@ class PendingAudit:
         if self._started_in != os.getpid():
             self._start()
         with self._lock:
+            self._refuse_when_behind()
+            if not self._events and not self._in_flight:
+                self._behind_since = time.monotonic()
             self._events.append(event)
             many = len(self._events) >= FLUSH_AT
         if many:
             self._wake.set()
 
+    def _refuse_when_behind(self) -> None:
+        waiting = len(self._events) + self._in_flight
+        if waiting >= self.max_events:
+            raise AuditBacklog(f"{waiting} audit events wait to be written; try again.")
+        if waiting and time.monotonic() - self._behind_since > self.max_age:
+            raise AuditBacklog("The audit trail is not being written; try again shortly.")
+
     def take(self) -> list[Event]:
         """Every waiting event, for a write that will add them to its own transaction."""
         with self._lock:
             events, self._events = self._events, []
+            self._in_flight += len(events)
         return events
+
+    def written(self, events: list[Event]) -> None:
+        """Events taken by a write that committed: the audit is keeping up."""
+        with self._lock:
+            self._in_flight -= len(events)
+            self._behind_since = time.monotonic()
 
     def put_back(self, events: list[Event]) -> None:
         """Events taken by a write that did not commit: they wait for the next flush."""
         if events:
             with self._lock:
+                self._in_flight -= len(events)
                 self._events[:0] = events
 
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""
-        # The write steps aside from the request gate while it waits for its commit; waiting
-        # here for another flush must not keep the gate from that flush when its commit ends.
-        with gate.requests.stepped_aside(), self._flushing:
+        with self._flushing:
             events = self.take()
             if not events:
                 return 0
@@ -70,8 +104,9 @@ class PendingAudit:
                 self._write(lambda conn: append(conn, events))
             except Exception:
                 log.exception("audit events not written yet; keeping them for the next flush")
-                self.put_back(events[-MAX_KEPT_ON_FAILURE:])
+                self.put_back(events)
                 return 0
+            self.written(events)
             return len(events)
 
     def _start(self) -> None:

@@ -19,7 +19,7 @@ from healthcare.audit.record import audited_read
 from healthcare.audit.trail import as_api
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.db.database import Database
-from healthcare.db.models import audit_chain, audit_events
+from healthcare.db.models import audit_chain, audit_disclosures, audit_events
 from healthcare.patients.schemas import MAX_PATIENT_ID, QueryModel
 
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+|\.\*)?$"
@@ -107,11 +107,12 @@ def find_events(
     def read() -> dict[str, Any]:
         db.pending_audit.flush()  # this process's latest reads belong on the page
         statement, wanted = _filtered(query, patient_id), query.limit + 1
-        with db.engine.connect() as conn:
+        with db.reading() as conn:
             if patient_id is None:
                 rows = conn.execute(statement.limit(wanted)).mappings().all()
             else:
                 rows = _era_by_era(conn, statement, query.before, wanted)
+                rows = _with_listings(conn, query, patient_id, rows, wanted)
         items = [as_api(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return {"items": items, "next_before": items[-1]["id"] if more else None}
@@ -136,6 +137,21 @@ def _era_by_era(
     return rows
 
 
+def _with_listings(
+    conn: Connection, query: AuditPageQuery, patient_id: int, rows: list[Any], wanted: int
+) -> list[Any]:
+    """The patient's rows and the rows of the listings that returned the patient, newest
+    first: the newest ``wanted`` of each, merged."""
+    d = audit_disclosures.c
+    listed = select(d.event_id).where(d.patient_id == patient_id)
+    if query.before is not None:
+        listed = listed.where(d.event_id < query.before)
+    listed = listed.order_by(d.event_id.desc()).limit(wanted)
+    listings = conn.execute(_filtered(query, None).where(audit_events.c.id.in_(listed)))
+    merged = [*rows, *listings.mappings().all()]
+    return sorted(merged, key=lambda row: row["id"], reverse=True)[:wanted]
+
+
 def last_change_in(conn: Connection, patient_id: int) -> Row[Any] | None:
     """The newest successful change of a patient: its user id, username, action and time."""
     c = audit_events.c
@@ -150,7 +166,7 @@ def last_change_in(conn: Connection, patient_id: int) -> Row[Any] | None:
 
 def last_change(db: Database, patient_id: int) -> dict[str, Any] | None:
     """Who last changed a patient, and when: shown with the record to whoever may read it."""
-    with db.engine.connect() as conn:
+    with db.reading() as conn:
         row = last_change_in(conn, patient_id)
     if row is None:
         return None

@@ -34,11 +34,13 @@ def audited_write(db: Database, event: Event, work: Callable[[Connection, Event]
         return result
 
     try:
-        return db.write(unit)
+        result = db.write(unit)
     except Exception as exc:
         db.pending_audit.put_back(carried)
         db.audit_soon(dataclasses.replace(event, outcome=outcome_of(exc), fields=None))
         raise
+    db.pending_audit.written(carried)
+    return result
 
 
 def audited_read(db: Database, event: Event, read: Callable[[], T]) -> T:

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from healthcare import clock
-from healthcare.db.models import audit_chain, audit_events
+from healthcare.db.models import audit_chain, audit_disclosures, audit_events
 from healthcare.db.raw import MultiRowInsert, RawStatement, execute_in, fetch_one_in
 
 GENESIS_HASH = "0" * 64
@@ -49,6 +49,7 @@ MOVE_HEAD = RawStatement(
     .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
 )
 INSERT = MultiRowInsert(audit_events, ("id", *VALUE_COLUMNS, "hash"))
+DISCLOSE = MultiRowInsert(audit_disclosures, ("event_id", "patient_id"))
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ class Event:
     fields: Sequence[str] | None = None
     detail: str | None = None
     at: datetime = field(default_factory=lambda: clock.utc_now())
+    disclosed: Sequence[int] = ()  # the patients a listing returned (audit_disclosures)
 
     def values(self) -> tuple[Any, ...]:
         """The stored values, in ``VALUE_COLUMNS`` order."""
@@ -142,13 +144,16 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
     if not events:
         return
     last_id, last_hash = fetch_one_in(conn, CHAIN_HEAD, {})
-    rows = []
+    rows, disclosures = [], []
     for event in events:
         last_id += 1
         values = event.values()
         last_hash = row_hash(last_hash, last_id, values)
         rows.append((last_id, *values, last_hash))
+        disclosures += [(last_id, patient_id) for patient_id in event.disclosed]
     INSERT.run(conn, rows)
+    if disclosures:
+        DISCLOSE.run(conn, disclosures)
     execute_in(conn, MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
 
 

@@ -63,7 +63,7 @@ def sign_in(
     so the next attempt, in any worker, counts them."""
     username = username.strip().lower()[:64]
     anonymous = Actor(None, username or None, None, client=client, request_id=request_id)
-    with db.engine.connect() as conn:
+    with db.reading() as conn:
         wait = _seconds_until_allowed(conn, policy, username, client)
         user = conn.execute(
             select(users.c.id, users.c.password_hash, users.c.role, users.c.disabled_at).where(

@@ -138,7 +138,7 @@ def list_tokens(db: Database, actor: Actor, username: str | None = None) -> list
         statement = _listing().order_by(api_tokens.c.id)
         if username is not None:
             statement = statement.where(users.c.username == username)
-        with db.engine.connect() as conn:
+        with db.reading() as conn:
             return [token_to_api(row) for row in conn.execute(statement).mappings()]
 
     return audited_read(db, actor.event("token.list"), read)

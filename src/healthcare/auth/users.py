@@ -81,7 +81,7 @@ def list_users(db: Database, actor: Actor) -> list[dict[str, Any]]:
     authorize(db, actor, Permission.MANAGE_USERS, "user.list")
 
     def read() -> list[dict[str, Any]]:
-        with db.engine.connect() as conn:
+        with db.reading() as conn:
             rows = conn.execute(select(*PUBLIC).order_by(users.c.username)).mappings()
             return [user_to_api(row) for row in rows]
 
@@ -154,7 +154,7 @@ def change_password(
     """A user changes their own password; their other sessions end."""
     if actor.user_id is None or actor.username is None:
         raise Invalid("Only a signed-in user can change their password.")
-    with db.engine.connect() as conn:
+    with db.reading() as conn:
         stored = conn.execute(
             select(users.c.password_hash).where(users.c.id == actor.user_id)
         ).scalar_one()
@@ -177,7 +177,7 @@ def change_password(
 def ensure_first_admin(db: Database, password: str | None) -> str | None:
     """With no users at all, create ``admin``: with ``password``, or a random one, returned so
     that it can be shown once. Returns None when there were users already."""
-    with db.engine.connect() as conn:
+    with db.reading() as conn:
         if conn.execute(select(users.c.id).limit(1)).first():
             return None
     chosen = password or random_password()

@@ -1,44 +1,58 @@
-"""The handle the use cases work with: grouped durable writes and raw hot reads on one engine."""
+"""The handle the use cases work with, and the only way to the database: grouped durable
+writes, raw hot reads and Core reads on one engine.
+
+The data layer is the bottom layer: it imports nothing of the service above it. What a write
+transaction does around its work (the audit trail's batching) and where events that change
+nothing wait for their write (the pending read audit) are handed in by whoever assembles the
+database (``healthcare.audit.pipeline``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar
 
 from flask import current_app
 from sqlalchemy import Connection, Engine
 
-from healthcare import gate
-from healthcare.audit import trail
-from healthcare.audit.pending import PendingAudit
-from healthcare.audit.trail import Event
 from healthcare.db import raw
-from healthcare.db.engine import create_db_engine
 from healthcare.db.group_commit import GroupCommit, ProcessLock
 from healthcare.db.revision_cache import RevisionCache, ShortLivedCache
 
 T = TypeVar("T")
 CREDENTIALS_TTL_SECONDS = 1.0
+Write = Callable[[Callable[[Connection], Any]], Any]
+
+
+class PendingEvents(Protocol):
+    """Events that change nothing (a read, a refusal), written a moment later in a batch."""
+
+    def add(self, event: Any) -> None: ...
+    def take(self) -> list[Any]: ...
+    def put_back(self, events: list[Any]) -> None: ...
+    def written(self, events: list[Any]) -> None: ...
+    def flush(self) -> int: ...
+    def close(self) -> None: ...
 
 
 class Database:
-    def __init__(self, engine: Engine, *, audit_delay: float = 0.25) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        around_write: Callable[[Connection], AbstractContextManager[Any]],
+        pending_events: Callable[[Write], PendingEvents],
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(
-            engine, process_lock=_sqlite_process_lock(engine), around=trail.batched
+            engine, process_lock=_sqlite_process_lock(engine), around=around_write
         )
         self._readers = raw.readers_for(engine)
         self.pages = RevisionCache()
         # Who an API token belongs to, for a second: see healthcare.auth.tokens.
         self.credentials = ShortLivedCache(ttl=CREDENTIALS_TTL_SECONDS)
-        self.pending_audit = PendingAudit(self.write, audit_delay)
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, busy_timeout_ms: int = 30_000, audit_delay: float = 0.25
-    ) -> Database:
-        return cls(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), audit_delay=audit_delay)
+        self.pending_audit = pending_events(self.write)
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is durably committed."""
@@ -47,12 +61,16 @@ class Database:
     def read(
         self, *selects: tuple[raw.RawStatement, dict[str, Any]]
     ) -> list[list[tuple[Any, ...]]]:
-        if self.dialect == "sqlite":  # a local file read: shorter than handing the gate over
-            return raw.fetch(self._readers, *selects)
-        with gate.requests.stepped_aside():  # a PostgreSQL round trip: let others run meanwhile
-            return raw.fetch(self._readers, *selects)
+        """The hot reads: raw statements on a reader connection, rows as tuples."""
+        return raw.fetch(self._readers, *selects)
 
-    def audit_soon(self, event: Event) -> None:
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads with SQLAlchemy Core (nothing it does is committed)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def audit_soon(self, event: Any) -> None:
         """Record an event that changes nothing (a read, a refusal) with the next flush."""
         self.pending_audit.add(event)
 

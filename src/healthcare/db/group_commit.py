@@ -19,7 +19,6 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from healthcare import gate
 from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
@@ -77,14 +76,12 @@ class GroupCommit:
         self._start_lock = threading.Lock()
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a write transaction and return its result once committed. The
-        calling request lets go of the request gate while it waits, so the writes of the
-        requests that run meanwhile can join the same commit."""
+        """Run ``work`` in a write transaction and return its result once committed; the
+        writes of other threads that arrive meanwhile join the same commit."""
         unit = _Unit(work)
         self._ensure_writer()
         self._queue.put(unit)
-        with gate.requests.stepped_aside():
-            unit.done.wait()
+        unit.done.wait()
         if unit.error is not None:
             raise unit.error
         return unit.result  # type: ignore[return-value]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -149,6 +150,21 @@ class AuditEvent(Base):
 
 
 audit_events = AuditEvent.__table__
+
+
+class AuditDisclosure(Base):
+    """Which patients a listing or search returned: one row per patient, beside the listing's
+    one audit row (whose detail holds their count and a digest of their ids)."""
+
+    __tablename__ = "audit_disclosures"
+
+    event_id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=False)
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    __table_args__ = (Index("ix_audit_disclosures_patient", "patient_id", "event_id"),)
+
+
+audit_disclosures = AuditDisclosure.__table__
 
 
 class AuditChain(Base):

@@ -112,7 +112,7 @@ def list_patients(db: Database, actor: Actor, query: PatientQuery) -> dict[str, 
     authorize(db, actor, Permission.READ_PATIENTS, "patient.list")
     listing, params = queries.patient_listing(query, db.dialect)
     page = _page(db, listing, params, query)
-    db.audit_soon(actor.event("patient.list"))
+    db.audit_soon(actor.event("patient.list", disclosed=_ids(page)))
     return page
 
 
@@ -120,8 +120,13 @@ def list_deleted(db: Database, actor: Actor, query: PageQuery) -> dict[str, Any]
     authorize(db, actor, Permission.MANAGE_DELETED, "patient.list")
     params = queries.page_parameters(query)
     page = _page(db, queries.deleted_listing, params, query, deleted_to_api)
-    db.audit_soon(actor.event("patient.list", detail="deleted patients"))
+    db.audit_soon(actor.event("patient.list", detail="deleted patients", disclosed=_ids(page)))
     return page
+
+
+def _ids(page: dict[str, Any]) -> list[int]:
+    """The patients a page shows, for the access log of each (see audit_disclosures)."""
+    return [item["id"] for item in page["items"]]
 
 
 def _page(

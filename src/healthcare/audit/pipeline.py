@@ -1,0 +1,38 @@
+"""Where the audit trail meets the data layer: a Database whose write transactions chain
+their audit events in one go and whose read events wait in a bounded queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from healthcare.audit import trail
+from healthcare.audit.pending import PendingAudit
+from healthcare.config import Settings
+from healthcare.db.database import Database
+from healthcare.db.engine import create_db_engine
+
+
+def audited_database(engine: Engine, **pending: Any) -> Database:
+    """``pending``: PendingAudit's ``delay``, ``max_events`` and ``max_age``."""
+    return Database(
+        engine,
+        around_write=trail.batched,
+        pending_events=lambda write: PendingAudit(write, **{"delay": 0.25, **pending}),
+    )
+
+
+def open_database(url: str, *, busy_timeout_ms: int = 30_000, **pending: Any) -> Database:
+    """The database at ``url``, as the app and the CLI use it."""
+    return audited_database(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), **pending)
+
+
+def open_configured_database(settings: Settings) -> Database:
+    return open_database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        delay=settings.audit_flush_ms / 1000,
+        max_events=settings.audit_max_pending,
+        max_age=settings.audit_max_wait_ms / 1000,
+    )
