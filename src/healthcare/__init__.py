@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from healthcare import api, observability, ui
 from healthcare.api.fast_lane import FastLane
 from healthcare.api.problems import Problem, validation_problem
+from healthcare.audit.keys import keyed_audit
 from healthcare.auth import web
 from healthcare.auth.login import LoginPolicy
 from healthcare.auth.sessions import SessionPolicy
@@ -48,6 +49,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         audit_delay=settings.audit_flush_ms / 1000,
+    )
+    app.extensions["healthcare.checkpoints"] = keyed_audit(
+        app.extensions["healthcare.db"].engine, settings
     )
     app.extensions["healthcare.login_policy"] = LoginPolicy(
         failures_per_account=settings.login_max_failures,

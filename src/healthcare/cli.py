@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from datetime import UTC
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.tokens import create_token, list_tokens, revoke_token
@@ -22,6 +23,9 @@ from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
 from healthcare.errors import ServiceError
 from healthcare.observability import write_line_now
+
+if TYPE_CHECKING:
+    from healthcare.audit.checkpoints import Checkpointer, Expectations
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,13 +44,27 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def _database(settings: Settings | None = None) -> Iterator[Database]:
-    """The database for one command, closed afterwards (no connection outlives the command)."""
+    """The database for one command, closed afterwards (no connection outlives the command);
+    its audit rows are keyed, and the chain's head is checkpointed when it ends."""
+    from healthcare.audit.keys import keyed_audit
+
     settings = settings or load_settings()
     db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    checkpointer = keyed_audit(db.engine, settings)
     try:
         yield db
     finally:
-        db.dispose()  # writes any pending audit events
+        db.pending_audit.flush()
+        if _has_schema(db):
+            checkpointer.write_quietly()
+        db.dispose()
+
+
+def _has_schema(db: Database) -> bool:
+    try:
+        return migrate.current_revision(db.engine) is not None
+    except SQLAlchemyError:
+        return False
 
 
 @click.group()
@@ -133,26 +151,61 @@ def backup_command(folder: Path | None, keep: int) -> None:
 
     settings = load_settings()
     with _database(settings) as db:
-        written = backup.backup(db.engine, folder or settings.data_dir / "backups", keep)
-        _record(db, "database.backup", str(written))
+        written = backup.backup(
+            db.engine,
+            folder or settings.data_dir / "backups",
+            keep,
+            announce=lambda path: _record(db, "database.backup", str(path)),
+        )
     click.echo(f"backup written: {written}")
 
 
 @main.command("restore")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Restore even a backup whose audit trail ends "
+              "before the last checkpoint (the forcing is recorded in the trail).")  # fmt: skip
 @_fail_cleanly
-def restore_command(path: Path, yes: bool) -> None:
+def restore_command(path: Path, yes: bool, force: bool) -> None:
     """Replace the database with a backup, after checking the backup."""
+    from healthcare.audit.checkpoints import REWIND
     from healthcare.db import backup
 
-    with _database() as db:
+    settings = load_settings()
+    with _database(settings) as db:
         backup.verify(db.engine, path)
+        checkpointer = _checkpointer(db, settings)
+        checkpointed = _expectations(checkpointer).last_id
+        restored_to = backup.audit_head(db.engine, path)
+        cut = restored_to < checkpointed
+        if cut and not force:
+            raise BackupError(
+                f"the audit trail in {path} ends at row {restored_to}, before the last "
+                f"checkpoint (row {checkpointed}): restoring it would remove audit rows. "
+                "Use --force to restore it anyway; the forcing is recorded in the audit trail."
+            )
         if not yes:
             click.confirm(f"Replace every record with the contents of {path}?", abort=True)
         backup.restore(db.engine, path)
-        _record(db, "database.restore", str(path))  # joins the restored trail's chain
-    click.echo(f"restored from {path}")
+        if cut:
+            checkpointer.write(REWIND)
+            forced = f"forced: trail rewound from row {checkpointed} to row {restored_to}; {path}"
+            _record(db, "database.restore", forced, outcome="forced")
+        else:
+            _record(db, "database.restore", str(path))  # joins the restored trail's chain
+    click.echo(f"restored from {path}" + (" (forced past the last checkpoint)" if cut else ""))
+
+
+def _checkpointer(db: Database, settings: Settings) -> Checkpointer:
+    from healthcare.audit.keys import keyed_audit
+
+    return keyed_audit(db.engine, settings)
+
+
+def _expectations(checkpointer: Checkpointer) -> Expectations:
+    from healthcare.audit.checkpoints import expectations, read_checkpoints
+
+    return expectations(read_checkpoints(checkpointer.sink, checkpointer.key))
 
 
 @main.group()
@@ -175,11 +228,11 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     click.echo(f"patient {patient_id} purged")
 
 
-def _record(db: Database, action: str, detail: str) -> None:
+def _record(db: Database, action: str, detail: str, outcome: str = "success") -> None:
     """An operator's action on the whole database, in the audit trail."""
     from healthcare.audit.trail import append
 
-    event = Actor.operator().event(action, detail=detail)
+    event = Actor.operator().event(action, detail=detail, outcome=outcome)
     db.write(lambda conn: append(conn, [event]))
 
 
@@ -311,15 +364,31 @@ def audit() -> None:
 @audit.command("verify")
 @_fail_cleanly
 def audit_verify() -> None:
-    """Check the hash chain of the whole trail; name the first row that breaks it."""
+    """Check the trail against its hash chain, the audit key and the checkpoints kept outside
+    the database; name the first row that breaks it, or a cut tail."""
+    from healthcare.audit.checkpoints import CheckpointError
     from healthcare.audit.trail import verify
 
-    with _database() as db:
-        report = verify(db.engine)
+    settings = load_settings()
+    with _database(settings) as db:
+        checkpointer = _checkpointer(db, settings)
+        try:
+            expected = _expectations(checkpointer)
+        except CheckpointError as exc:
+            click.echo(f"audit checkpoints BROKEN: {exc}", err=True)
+            sys.exit(1)
+        report = verify(db.engine, expected)
+    for rewind in expected.rewinds:
+        click.echo(f"note: a forced restore at {rewind.at} rewound the trail to row "
+                   f"{rewind.last_id}")  # fmt: skip
     if not report.intact:
         click.echo(f"audit trail BROKEN at row {report.broken_at}: {report.reason}", err=True)
         sys.exit(1)
-    click.echo(f"audit trail intact: {report.rows} rows")
+    keyed = f"keyed from row {report.keyed_from}" if report.keyed_from else "not keyed yet"
+    click.echo(
+        f"audit trail intact: {report.rows} rows ({keyed}; checked against "
+        f"{len(expected.hashes)} checkpointed rows, the last at row {expected.last_id})"
+    )
 
 
 @audit.command("export")

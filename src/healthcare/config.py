@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(0, ge=0, le=5)
     admin_password: SecretStr | None = None
     audit_flush_ms: int = Field(250, ge=10, le=10_000)
+    # Security review (issue 13): the keyed audit chain and its checkpoints outside the database.
+    audit_key: SecretStr | None = None
+    audit_checkpoints: Path | None = None
+    audit_checkpoint_seconds: int = Field(60, ge=1, le=24 * 3600)
+    app_role_password: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -136,8 +136,8 @@ def test_the_lane_serves_the_plain_calls_without_flask(
 def _other_forms(engine: Any, accounts: dict[str, Account], pid: int) -> list[dict[str, Any]]:
     viewer = accounts["viewer"]
     past = datetime.now(UTC) - timedelta(days=1)
-    revoked = add_token(engine, viewer.user_id, revoked=True)
-    expired = add_token(engine, viewer.user_id, expires_at=past)
+    revoked = add_token(engine, viewer.user_id, "revoked", revoked=True)
+    expired = add_token(engine, viewer.user_id, "expired", expires_at=past)
     of_disabled = add_token(engine, add_user(engine, "gone-user", "viewer", disabled=True))
     path, good = f"/patients/{pid}", {"Authorization": f"Bearer {viewer.token}"}
     return [
