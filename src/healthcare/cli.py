@@ -21,6 +21,7 @@ from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
+from healthcare.db.roles import RoleError, grant_app_role
 from healthcare.errors import ServiceError
 from healthcare.observability import write_line_now
 
@@ -35,7 +36,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, ServiceError, BackupError) as exc:
+        except (ConfigError, ServiceError, BackupError, RoleError) as exc:
             click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
             sys.exit(2)
 
@@ -108,12 +109,19 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--app-role", default=None, help="PostgreSQL: the login role the service runs as, "
+              "given rows-only rights (made with $HEALTHCARE_APP_ROLE_PASSWORD).")  # fmt: skip
 @_fail_cleanly
-def db_upgrade() -> None:
-    """Apply pending migrations."""
-    with _database() as db:
+def db_upgrade(app_role: str | None) -> None:
+    """Apply pending migrations (as the owner of the tables)."""
+    settings = load_settings()
+    with _database(settings) as db:
         migrate.upgrade(db.engine)
         click.echo(f"schema at {migrate.current_revision(db.engine)}")
+        if app_role:
+            password = settings.app_role_password
+            grant_app_role(db.engine, app_role, password.get_secret_value() if password else None)
+            click.echo(f"role {app_role} may read and write rows, and nothing more")
 
 
 @db.command("current")

@@ -230,10 +230,17 @@ def test_the_key_file_is_made_once_readable_by_its_owner_only(tmp_path: Path) ->
     assert stat.S_IMODE(os.stat(tmp_path / "audit.key").st_mode) == 0o600
 
 
-@pytest.mark.parametrize("key", ["short", " " * 40])
-def test_a_short_configured_key_is_refused(tmp_path: Path, key: str) -> None:
+def test_a_short_configured_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="HEALTHCARE_AUDIT_KEY"):
-        audit_key(Settings(env="testing", data_dir=tmp_path, audit_key=key))
+        audit_key(Settings(env="testing", data_dir=tmp_path, audit_key="short"))
+
+
+def test_a_configured_key_is_used_and_an_empty_one_means_the_key_file(tmp_path: Path) -> None:
+    given = "k" * 40
+    assert audit_key(Settings(env="testing", data_dir=tmp_path, audit_key=given)) == given.encode()
+    assert not (tmp_path / "audit.key").exists()
+    from_file = audit_key(Settings(env="testing", data_dir=tmp_path, audit_key=""))
+    assert from_file == (tmp_path / "audit.key").read_text().strip().encode()
 
 
 def _backup(runner: CliRunner, folder: Path) -> str:

@@ -22,8 +22,8 @@ MIN_KEY_CHARACTERS = 32
 
 def audit_key(settings: Settings) -> bytes:
     """The configured key, else the data folder's key file (created 0600 on first use)."""
-    if settings.audit_key is not None:
-        key = settings.audit_key.get_secret_value().strip()
+    key = settings.audit_key.get_secret_value().strip() if settings.audit_key else ""
+    if key:
         if len(key) < MIN_KEY_CHARACTERS:
             raise ConfigError(
                 f"HEALTHCARE_AUDIT_KEY must have at least {MIN_KEY_CHARACTERS} characters"
