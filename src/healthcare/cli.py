@@ -320,7 +320,7 @@ def tokens() -> None:
 @click.argument("username")
 @click.option("--label", default="api", show_default=True, help="What the token is for.")
 @click.option("--expires-in", "expires_in", type=click.IntRange(1, 3650), default=None,
-              help="Days until it expires [default: never].")  # fmt: skip
+              help="Days until it expires [default: 90].")  # fmt: skip
 @_fail_cleanly
 def tokens_create(username: str, label: str, expires_in: int | None) -> None:
     """Create a token for USERNAME and print it (the only time it is shown)."""

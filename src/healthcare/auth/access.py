@@ -46,6 +46,7 @@ class Actor:
     token_label: str | None = None
     client: str | None = None
     request_id: str | None = None
+    token_id: int | None = None
 
     @classmethod
     def operator(cls) -> Actor:
@@ -61,6 +62,7 @@ class Actor:
             user_id=self.user_id,
             username=self.username,
             token_label=self.token_label,
+            token_id=self.token_id,
             client=self.client,
             request_id=self.request_id,
             **details,

@@ -1,5 +1,6 @@
 """Security review (issue 13): where the keyed audit chain begins, the token behind each audit
-row, one label per user's tokens, who a token was created by, a forced first password change.
+row, one label per user's tokens, who a token was created by, a forced first password change,
+and a 90-day lifetime for the tokens that had none.
 
 Existing audit rows keep their plain SHA-256 hashes: ``audit_chain.keyed_from`` (NULL until
 the first keyed write) is the id from which every row is an HMAC under the audit key.
@@ -9,6 +10,8 @@ Revision ID: 0004s
 Revises: 0003
 Create Date: 2026-11-29
 """
+
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -32,6 +35,15 @@ def _rename_duplicate_labels() -> None:
         seen.add((user_id, label))
 
 
+def _give_lifetimes_to_tokens_without_one() -> None:
+    """Tokens made before lifetimes existed never expired: they now last 90 days from here."""
+    tokens = sa.table("api_tokens", sa.column("expires_at", sa.DateTime(timezone=True)))
+    ends = datetime.now(UTC) + timedelta(days=90)
+    op.get_bind().execute(
+        tokens.update().where(tokens.c.expires_at.is_(None)).values(expires_at=ends)
+    )
+
+
 def upgrade() -> None:
     # Plain ADD COLUMN and CREATE INDEX: no table is rebuilt, so the audit triggers stay.
     op.add_column("audit_chain", sa.Column("keyed_from", sa.BigInteger))
@@ -42,6 +54,7 @@ def upgrade() -> None:
         sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     _rename_duplicate_labels()
+    _give_lifetimes_to_tokens_without_one()
     op.create_index("uq_api_tokens_user_label", "api_tokens", ["user_id", "label"], unique=True)
 
 
