@@ -244,8 +244,12 @@ def _record(db: Database, action: str, detail: str, outcome: str = "success") ->
     db.write(lambda conn: append(conn, [event]))
 
 
+FIRST_ADMIN_PASSWORD_FILE = "first-admin-password"  # noqa: S105 (a file name)
+
+
 def _first_admin(db: Database, settings: Settings) -> None:
-    """On an empty user table, create ``admin``; a generated password is logged once."""
+    """On an empty user table, create ``admin``. A generated password goes to a file only its
+    owner can read, never to the log; it must be changed at the first sign-in."""
     import logging
 
     from healthcare.auth.users import ensure_first_admin
@@ -256,11 +260,22 @@ def _first_admin(db: Database, settings: Settings) -> None:
     except ServiceError as exc:
         raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
     if generated:
+        path = _write_private(settings.data_dir / FIRST_ADMIN_PASSWORD_FILE, generated)
         write_line_now(
             logging.WARNING,
-            f"first run: created user 'admin' with password {generated} - sign in now and "
-            "change it (this is the only time it is shown)",
+            f"first run: created user 'admin'; its password is in {path} (readable by the "
+            "service's user only). Sign in, choose a new password, then delete the file.",
         )
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """``text`` in a file of mode 0600, replacing any earlier one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    return path
 
 
 @main.group()

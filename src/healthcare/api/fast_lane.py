@@ -56,7 +56,7 @@ class FastLane:
             return self.wsgi_app(environ, start_response)
         request_id = environ.get(REQUEST_ID_KEY, "-")
         actor, _why = actor_for_token(self.db, token, environ.get("REMOTE_ADDR"), request_id)
-        if actor is None:
+        if actor is None or actor.password_change_due:
             return self.wsgi_app(environ, start_response)  # Flask refuses it, and records that
         return self._answer(call, actor, request_id)(environ, start_response)
 

@@ -47,6 +47,8 @@ class Actor:
     client: str | None = None
     request_id: str | None = None
     token_id: int | None = None
+    # The generated first admin's password: nothing but changing it is allowed until it is.
+    password_change_due: bool = False
 
     @classmethod
     def operator(cls) -> Actor:

@@ -66,9 +66,13 @@ def sign_in(
     with db.engine.connect() as conn:
         wait = _seconds_until_allowed(conn, policy, username, client)
         user = conn.execute(
-            select(users.c.id, users.c.password_hash, users.c.role, users.c.disabled_at).where(
-                users.c.username == username
-            )
+            select(
+                users.c.id,
+                users.c.password_hash,
+                users.c.role,
+                users.c.disabled_at,
+                users.c.must_change_password,
+            ).where(users.c.username == username)
         ).first()
     if wait > 0:
         db.audit_soon(anonymous.event(FAILED, outcome="throttled"))
@@ -81,4 +85,11 @@ def sign_in(
         failure = anonymous.event(FAILED, outcome="failure", detail=detail)
         db.write(lambda conn: append(conn, [failure]))
         raise SignInFailed("The user name or password is not right.")
-    return Actor(user.id, username, Role(user.role), client=client, request_id=request_id)
+    return Actor(
+        user.id,
+        username,
+        Role(user.role),
+        client=client,
+        request_id=request_id,
+        password_change_due=bool(user.must_change_password),
+    )

@@ -43,6 +43,7 @@ BY_HASH = RawStatement(
         users.c.username,
         users.c.role,
         users.c.disabled_at,
+        users.c.must_change_password,
     )
     .join(users, users.c.id == api_tokens.c.user_id)
     .where(api_tokens.c.token_hash == bindparam("token_hash"))
@@ -182,7 +183,7 @@ def actor_for_token(
         db.credentials.put(key, row)
     if row is None:
         return None, "unknown token"
-    token_id, label, expires_at, revoked_at, user_id, username, role, disabled_at = row
+    token_id, label, expires_at, revoked_at, user_id, username, role, disabled_at, due = row
     if revoked_at is not None:
         return None, f"revoked token {label!r} of {username}"
     expires = clock.from_stored(expires_at)
@@ -190,5 +191,5 @@ def actor_for_token(
         return None, f"expired token {label!r} of {username}"
     if disabled_at is not None:
         return None, f"token {label!r} of disabled user {username}"
-    actor = Actor(user_id, username, Role(role), label, client, request_id, token_id)
+    actor = Actor(user_id, username, Role(role), label, client, request_id, token_id, bool(due))
     return actor, "valid"

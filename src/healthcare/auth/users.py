@@ -52,7 +52,9 @@ def _load(conn: Connection, username: str) -> dict[str, Any]:
     return dict(row)
 
 
-def _insert_user(conn: Connection, username: str, role: Role, password_hash: str) -> dict:
+def _insert_user(
+    conn: Connection, username: str, role: Role, password_hash: str, *, change_due: bool = False
+) -> dict:
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise Conflict(f"A user named {username!r} exists already.")
     now = clock.utc_now()
@@ -64,7 +66,9 @@ def _insert_user(conn: Connection, username: str, role: Role, password_hash: str
         "password_changed_at": now,
         "disabled_at": None,
     }
-    user_id = conn.execute(insert(users).values(values).returning(users.c.id)).scalar_one()
+    user_id = conn.execute(
+        insert(users).values(**values, must_change_password=change_due).returning(users.c.id)
+    ).scalar_one()
     return user_to_api({**values, "id": user_id})
 
 
@@ -167,16 +171,22 @@ def change_password(
         conn.execute(
             update(users)
             .where(users.c.id == actor.user_id)
-            .values(password_hash=password_hash, password_changed_at=clock.utc_now())
+            .values(
+                password_hash=password_hash,
+                password_changed_at=clock.utc_now(),
+                must_change_password=False,
+            )
         )
         _end_sessions(conn, actor.user_id, keep=keep_session)  # type: ignore[arg-type]
 
     audited_write(db, actor.event("user.password_change"), store)
+    db.credentials.clear()  # a forced change no longer holds this user's tokens back
 
 
 def ensure_first_admin(db: Database, password: str | None) -> str | None:
     """With no users at all, create ``admin``: with ``password``, or a random one, returned so
-    that it can be shown once. Returns None when there were users already."""
+    that it can be handed over once (and must be changed at the first sign-in). Returns None
+    when there were users already."""
     with db.engine.connect() as conn:
         if conn.execute(select(users.c.id).limit(1)).first():
             return None
@@ -187,7 +197,7 @@ def ensure_first_admin(db: Database, password: str | None) -> str | None:
     def create(conn: Connection) -> bool:
         if conn.execute(select(users.c.id).limit(1)).first():
             return False  # another process started first
-        _insert_user(conn, FIRST_ADMIN, Role.ADMIN, password_hash)
+        _insert_user(conn, FIRST_ADMIN, Role.ADMIN, password_hash, change_due=password is None)
         append(conn, [event])
         return True
 

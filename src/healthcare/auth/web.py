@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import cast
 
-from flask import Flask, Response, current_app, g, redirect, request, session, url_for
+from flask import Flask, Response, current_app, flash, g, redirect, request, session, url_for
 
 from healthcare.api.problems import problem
 from healthcare.auth.access import Actor
@@ -34,6 +34,10 @@ PUBLIC_ENDPOINTS = frozenset(
         "docs.docs_script",
         "docs.docs_asset",
     }
+)
+# What a user whose password must be changed (the generated first admin's) may still do.
+PASSWORD_CHANGE_ENDPOINTS = frozenset(
+    {"ui.password", "ui.logout", "users_api.change_password", "users_api.me"}
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
@@ -109,7 +113,19 @@ def authenticate() -> Response | None:
     # A browser sends its cookie by itself, even on a forged request; a bearer token it never does.
     if authorization is None and request.method not in SAFE_METHODS and not csrf_ok():
         return _refuse(403, "missing or wrong CSRF token")
+    if actor.password_change_due and endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        return _password_change_first()
     return None
+
+
+def _password_change_first() -> Response:
+    """The generated first password was handed over in a file: it is replaced before use."""
+    if request.blueprint == "ui":
+        flash({"text": "Choose a new password before you continue."})
+        return redirect(url_for("ui.password"), 303)
+    return problem(
+        403, "Password change required", "Change your password first: POST /me/password."
+    )
 
 
 def init_app(app: Flask, policy: SessionPolicy) -> None:
