@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from healthcare import api, observability, ui
 from healthcare.api.fast_lane import FastLane
@@ -16,6 +15,7 @@ from healthcare.auth.login import LoginPolicy
 from healthcare.auth.sessions import SessionPolicy
 from healthcare.config import Settings, load_settings
 from healthcare.db.database import Database
+from healthcare.proxies import TrustedProxies
 
 __version__ = "0.1.0"
 BEARER = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token."}}
@@ -66,9 +66,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         ),
     )
     app.wsgi_app = FastLane(app.wsgi_app, app.extensions["healthcare.db"])  # type: ignore[method-assign]
-    if settings.trusted_proxies:
-        hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    if settings.proxy_addresses:
+        hops = max(settings.trusted_proxies, 1)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.proxy_addresses, hops)  # type: ignore[method-assign]
     observability.init_app(app)
     api.init_app(app)
     ui.init_app(app)

@@ -215,7 +215,7 @@ def test_the_lane_records_the_client_address_as_configured(
     recorded: str,
 ) -> None:
     """Behind a trusted proxy the forwarded address counts; otherwise a forged one does not."""
-    app = make_app(trusted_proxies=hops)
+    app = make_app(trusted_proxies=hops, trusted_proxy_addresses="127.0.0.1" if hops else "")
     headers = {"Authorization": f"Bearer {accounts['viewer'].token}",
                "X-Forwarded-For": "203.0.113.9"}  # fmt: skip
     response = app.test_client().get(f"/patients/{patient_ids['kept']}", headers=headers)
