@@ -12,6 +12,7 @@ from healthcare import clock
 from healthcare.audit.record import audited_read, audited_write
 from healthcare.audit.trail import Event, append
 from healthcare.auth.access import Actor, Permission, Role, authorize
+from healthcare.auth.login import LoginPolicy, refuse_while_throttled
 from healthcare.auth.passwords import (
     hash_password,
     password_problem,
@@ -153,17 +154,25 @@ def set_role(db: Database, actor: Actor, username: str, role: Role) -> dict[str,
 
 
 def change_password(
-    db: Database, actor: Actor, current: str, new: str, keep_session: str | None = None
+    db: Database,
+    actor: Actor,
+    policy: LoginPolicy,
+    current: str,
+    new: str,
+    keep_session: str | None = None,
 ) -> None:
-    """A user changes their own password; their other sessions end."""
+    """A user changes their own password; their other sessions end. A wrong current password
+    counts as a failed sign-in (the same limits, recorded before the answer)."""
     if actor.user_id is None or actor.username is None:
         raise Invalid("Only a signed-in user can change their password.")
+    refuse_while_throttled(db, policy, actor, "user.password_change")
     with db.engine.connect() as conn:
         stored = conn.execute(
             select(users.c.password_hash).where(users.c.id == actor.user_id)
         ).scalar_one()
     if not verify_password(stored, current):
-        db.audit_soon(actor.event("user.password_change", outcome="failure"))
+        failure = actor.event("user.password_change", outcome="failure")
+        db.write(lambda conn: append(conn, [failure]))
         raise Invalid("The current password is not right.")
     password_hash = _checked_hash(new, actor.username)
 
