@@ -11,8 +11,10 @@ from typing import cast
 
 from flask import Flask, Response, current_app, flash, g, redirect, request, session, url_for
 
+from healthcare import clock
 from healthcare.api.problems import problem
 from healthcare.auth.access import Actor
+from healthcare.auth.denials import AnonymousDenials
 from healthcare.auth.sessions import (
     ServerSession,
     ServerSessionInterface,
@@ -43,6 +45,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 REALM = 'Bearer realm="healthcare"'
+DENIALS = "healthcare.anonymous_denials"
 
 
 def current_actor() -> Actor:
@@ -60,9 +63,7 @@ def csrf_ok() -> bool:
 
 
 def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Response:
-    actor = current_actor()
-    detail = f"{reason}: {request.method} {request.path}"
-    current_database().audit_soon(actor.event("access.denied", outcome="denied", detail=detail))
+    _record_refusal(current_actor(), f"{reason}: {request.method} {request.path}")
     if request.blueprint == "ui" and status == 401:
         ended = current_session().ended
         return redirect(url_for("ui.login", next=request.path, reason=ended and "ended"))
@@ -72,6 +73,17 @@ def _refuse(status: int, reason: str, *, invalid_token: bool = False) -> Respons
         response.headers["WWW-Authenticate"] = challenge
         return response
     return problem(403, "Forbidden", "The form's CSRF token is missing or stale: reload the page.")
+
+
+def _record_refusal(actor: Actor, detail: str) -> None:
+    """Every refusal of a signed-in user; anonymous ones in bounded number (see denials)."""
+    if actor.user_id is None:
+        folded = cast(AnonymousDenials, current_app.extensions[DENIALS]).admit(clock.utc_now())
+        if folded is None:
+            return
+        if folded:
+            detail = f"(+{folded} anonymous refusals not recorded singly) {detail}"
+    current_database().audit_soon(actor.event("access.denied", outcome="denied", detail=detail))
 
 
 def bearer_token(authorization: str) -> str | None:
@@ -130,4 +142,5 @@ def _password_change_first() -> Response:
 
 def init_app(app: Flask, policy: SessionPolicy) -> None:
     app.session_interface = ServerSessionInterface(policy)
+    app.extensions[DENIALS] = AnonymousDenials()
     app.before_request(authenticate)
