@@ -13,6 +13,7 @@ from flask_openapi3 import OpenAPI
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
+from healthcare import observability
 from healthcare.api.fast_lane import FastLane
 from healthcare.db.database import Database
 from healthcare.observability import RequestMiddleware
@@ -20,6 +21,14 @@ from healthcare.patients import service
 from tests.conftest import Account, add_token, add_user, audit_rows, new_patient
 
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _one_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request ids are made by the server (random): the same one for both paths compared."""
+    monkeypatch.setattr(observability, "new_request_id", lambda: REQUEST_ID)
+
+
 AUDITED = ("action", "outcome", "patient_id", "username", "token_label", "client", "request_id")
 
 
