@@ -106,6 +106,17 @@ def _browser(client: str | None, request_id: str) -> tuple[Actor | None, str]:
     return dataclasses.replace(browser.user, client=client, request_id=request_id), "session"
 
 
+def identified_caller() -> Actor | None:
+    """On a public endpoint: who the caller is, if their credentials are good (nothing is
+    recorded either way)."""
+    environ = request.environ
+    client, request_id = request.remote_addr, environ.get(REQUEST_ID_KEY, "-")
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    if authorization is not None:
+        return _bearer(authorization, client, request_id)[0]
+    return _browser(client, request_id)[0]
+
+
 def authenticate() -> Response | None:
     # The request is read once, not through its proxy per attribute: this runs on every call.
     current = request._get_current_object()  # type: ignore[attr-defined]
