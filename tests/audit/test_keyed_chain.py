@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +271,34 @@ def test_restore_refuses_a_backup_that_ends_before_the_last_checkpoint(
     verified = runner.invoke(main, ["audit", "verify"])
     assert verified.exit_code == 0, verified.output
     assert "a forced restore at" in verified.output
+
+
+def test_processes_starting_together_make_one_key(tmp_path: Path) -> None:
+    settings = Settings(env="testing", data_dir=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: audit_key(settings), range(32)))
+    assert len(keys) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.key"]
+
+
+def test_a_started_checkpointer_writes_on_its_interval_and_when_stopped(
+    client: FlaskClient, db: Database, checkpointer: Checkpointer
+) -> None:
+    ticking = Checkpointer(db.engine, checkpointer.sink, checkpointer.key, interval=0.05)
+    ticking.start()
+    try:
+        new_patient(client)
+        _wait_for(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 1)
+        new_patient(client)
+        _wait_for(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 2)
+    finally:
+        ticking.stop()
+    last = read_checkpoints(ticking.sink, ticking.key)[-1]
+    assert last.last_id == 2
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

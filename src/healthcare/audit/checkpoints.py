@@ -188,6 +188,9 @@ class Checkpointer:
         multiprocessing.util.Finalize(self, self.stop, exitpriority=10)
 
     def stop(self) -> None:
+        """The last checkpoint of this process (once, however often it is called)."""
+        if self._stopped.is_set():
+            return
         self._stopped.set()
         self.write_quietly()
 

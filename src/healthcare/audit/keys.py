@@ -33,15 +33,23 @@ def audit_key(settings: Settings) -> bytes:
 
 
 def _key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """The key in ``path``, made there first if missing. Written whole under another name and
+    then linked into place, so that processes starting together all read the same full key."""
+    if path.exists():
         return _read_key(path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)  # fails if another process got there first: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
     return _read_key(path)
 
 
