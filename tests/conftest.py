@@ -108,7 +108,12 @@ def empty_all_tables(engine: Engine) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
             conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("UPDATE patient_totals SET active = 0, deleted = 0"))
-        conn.execute(text(f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}'"))
+        conn.execute(
+            text(
+                f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}', "
+                "keyed_from = NULL"
+            )
+        )
 
 
 @pytest.fixture
@@ -300,6 +305,7 @@ def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The ``healthcare`` command against the test database."""
     monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HEALTHCARE_DATA_DIR", str(settings.data_dir))  # the app's audit key
     return CliRunner()
 
 

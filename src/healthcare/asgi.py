@@ -7,6 +7,16 @@ from healthcare.whole_requests import WholeRequests
 
 flask_app = create_app()
 settings: Settings = flask_app.extensions["healthcare.settings"]
+database = flask_app.extensions["healthcare.db"]
+checkpoints = flask_app.extensions["healthcare.checkpoints"]
+# Each server worker checkpoints the audit chain's head outside the database, and at its exit.
+checkpoints.start()
+
+
+def _shut_down() -> None:
+    """Write the pending read events, then checkpoint the head they moved to."""
+    database.dispose()
+    checkpoints.stop()
 
 
 app = WholeRequests(
@@ -14,5 +24,5 @@ app = WholeRequests(
     body_limit=settings.max_body_bytes,
     deadline=settings.read_timeout_seconds,
     threads=settings.blocking_threads,
-    on_shutdown=flask_app.extensions["healthcare.db"].dispose,
+    on_shutdown=_shut_down,
 )

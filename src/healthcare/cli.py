@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from datetime import UTC
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth.access import Actor, Role
@@ -21,8 +22,12 @@ from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
+from healthcare.db.roles import RoleError, grant_app_role
 from healthcare.errors import ServiceError
 from healthcare.observability import write_line_now
+
+if TYPE_CHECKING:
+    from healthcare.audit.checkpoints import Checkpointer, Expectations
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +37,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, ServiceError, BackupError) as exc:
+        except (ConfigError, ServiceError, BackupError, RoleError) as exc:
             click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
             sys.exit(2)
 
@@ -41,13 +46,27 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def _database(settings: Settings | None = None) -> Iterator[Database]:
-    """The database for one command, closed afterwards (no connection outlives the command)."""
+    """The database for one command, closed afterwards (no connection outlives the command);
+    its audit rows are keyed, and the chain's head is checkpointed when it ends."""
+    from healthcare.audit.keys import keyed_audit
+
     settings = settings or load_settings()
     db = open_configured_database(settings)
+    checkpointer = keyed_audit(db.engine, settings)
     try:
         yield db
     finally:
-        db.dispose()  # writes any pending audit events
+        db.pending_audit.flush()
+        if _has_schema(db):
+            checkpointer.write_quietly()
+        db.dispose()
+
+
+def _has_schema(db: Database) -> bool:
+    try:
+        return migrate.current_revision(db.engine) is not None
+    except SQLAlchemyError:
+        return False
 
 
 @click.group()
@@ -93,12 +112,19 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--app-role", default=None, help="PostgreSQL: the login role the service runs as, "
+              "given rows-only rights (made with $HEALTHCARE_APP_ROLE_PASSWORD).")  # fmt: skip
 @_fail_cleanly
-def db_upgrade() -> None:
-    """Apply pending migrations."""
-    with _database() as db:
+def db_upgrade(app_role: str | None) -> None:
+    """Apply pending migrations (as the owner of the tables)."""
+    settings = load_settings()
+    with _database(settings) as db:
         migrate.upgrade(db.engine)
         click.echo(f"schema at {migrate.current_revision(db.engine)}")
+        if app_role:
+            password = settings.app_role_password
+            grant_app_role(db.engine, app_role, password.get_secret_value() if password else None)
+            click.echo(f"role {app_role} may read and write rows, and nothing more")
 
 
 @db.command("current")
@@ -136,26 +162,61 @@ def backup_command(folder: Path | None, keep: int) -> None:
 
     settings = load_settings()
     with _database(settings) as db:
-        written = backup.backup(db.engine, folder or settings.data_dir / "backups", keep)
-        _record(db, "database.backup", str(written))
+        written = backup.backup(
+            db.engine,
+            folder or settings.data_dir / "backups",
+            keep,
+            announce=lambda path: _record(db, "database.backup", str(path)),
+        )
     click.echo(f"backup written: {written}")
 
 
 @main.command("restore")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Restore even a backup whose audit trail ends "
+              "before the last checkpoint (the forcing is recorded in the trail).")  # fmt: skip
 @_fail_cleanly
-def restore_command(path: Path, yes: bool) -> None:
+def restore_command(path: Path, yes: bool, force: bool) -> None:
     """Replace the database with a backup, after checking the backup."""
+    from healthcare.audit.checkpoints import REWIND
     from healthcare.db import backup
 
-    with _database() as db:
+    settings = load_settings()
+    with _database(settings) as db:
         backup.verify(db.engine, path)
+        checkpointer = _checkpointer(db, settings)
+        checkpointed = _expectations(checkpointer).last_id
+        restored_to = backup.audit_head(db.engine, path)
+        cut = restored_to < checkpointed
+        if cut and not force:
+            raise BackupError(
+                f"the audit trail in {path} ends at row {restored_to}, before the last "
+                f"checkpoint (row {checkpointed}): restoring it would remove audit rows. "
+                "Use --force to restore it anyway; the forcing is recorded in the audit trail."
+            )
         if not yes:
             click.confirm(f"Replace every record with the contents of {path}?", abort=True)
         backup.restore(db.engine, path)
-        _record(db, "database.restore", str(path))  # joins the restored trail's chain
-    click.echo(f"restored from {path}")
+        if cut:
+            checkpointer.write(REWIND)
+            forced = f"forced: trail rewound from row {checkpointed} to row {restored_to}; {path}"
+            _record(db, "database.restore", forced, outcome="forced")
+        else:
+            _record(db, "database.restore", str(path))  # joins the restored trail's chain
+    click.echo(f"restored from {path}" + (" (forced past the last checkpoint)" if cut else ""))
+
+
+def _checkpointer(db: Database, settings: Settings) -> Checkpointer:
+    from healthcare.audit.keys import keyed_audit
+
+    return keyed_audit(db.engine, settings)
+
+
+def _expectations(checkpointer: Checkpointer) -> Expectations:
+    from healthcare.audit.checkpoints import expectations, read_checkpoints
+
+    return expectations(read_checkpoints(checkpointer.sink, checkpointer.key))
 
 
 @main.group()
@@ -178,16 +239,20 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     click.echo(f"patient {patient_id} purged")
 
 
-def _record(db: Database, action: str, detail: str) -> None:
+def _record(db: Database, action: str, detail: str, outcome: str = "success") -> None:
     """An operator's action on the whole database, in the audit trail."""
     from healthcare.audit.trail import append
 
-    event = Actor.operator().event(action, detail=detail)
+    event = Actor.operator().event(action, detail=detail, outcome=outcome)
     db.write(lambda conn: append(conn, [event]))
 
 
+FIRST_ADMIN_PASSWORD_FILE = "first-admin-password"  # noqa: S105 (a file name)
+
+
 def _first_admin(db: Database, settings: Settings) -> None:
-    """On an empty user table, create ``admin``; a generated password is logged once."""
+    """On an empty user table, create ``admin``. A generated password goes to a file only its
+    owner can read, never to the log; it must be changed at the first sign-in."""
     import logging
 
     from healthcare.auth.users import ensure_first_admin
@@ -198,11 +263,22 @@ def _first_admin(db: Database, settings: Settings) -> None:
     except ServiceError as exc:
         raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
     if generated:
+        path = _write_private(settings.data_dir / FIRST_ADMIN_PASSWORD_FILE, generated)
         write_line_now(
             logging.WARNING,
-            f"first run: created user 'admin' with password {generated} - sign in now and "
-            "change it (this is the only time it is shown)",
+            f"first run: created user 'admin'; its password is in {path} (readable by the "
+            "service's user only). Sign in, choose a new password, then delete the file.",
         )
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """``text`` in a file of mode 0600, replacing any earlier one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    return path
 
 
 @main.group()
@@ -262,7 +338,7 @@ def tokens() -> None:
 @click.argument("username")
 @click.option("--label", default="api", show_default=True, help="What the token is for.")
 @click.option("--expires-in", "expires_in", type=click.IntRange(1, 3650), default=None,
-              help="Days until it expires [default: never].")  # fmt: skip
+              help="Days until it expires [default: 90].")  # fmt: skip
 @_fail_cleanly
 def tokens_create(username: str, label: str, expires_in: int | None) -> None:
     """Create a token for USERNAME and print it (the only time it is shown)."""
@@ -314,15 +390,31 @@ def audit() -> None:
 @audit.command("verify")
 @_fail_cleanly
 def audit_verify() -> None:
-    """Check the hash chain of the whole trail; name the first row that breaks it."""
+    """Check the trail against its hash chain, the audit key and the checkpoints kept outside
+    the database; name the first row that breaks it, or a cut tail."""
+    from healthcare.audit.checkpoints import CheckpointError
     from healthcare.audit.trail import verify
 
-    with _database() as db:
-        report = verify(db.engine)
+    settings = load_settings()
+    with _database(settings) as db:
+        checkpointer = _checkpointer(db, settings)
+        try:
+            expected = _expectations(checkpointer)
+        except CheckpointError as exc:
+            click.echo(f"audit checkpoints BROKEN: {exc}", err=True)
+            sys.exit(1)
+        report = verify(db.engine, expected)
+    for rewind in expected.rewinds:
+        click.echo(f"note: a forced restore at {rewind.at} rewound the trail to row "
+                   f"{rewind.last_id}")  # fmt: skip
     if not report.intact:
         click.echo(f"audit trail BROKEN at row {report.broken_at}: {report.reason}", err=True)
         sys.exit(1)
-    click.echo(f"audit trail intact: {report.rows} rows")
+    keyed = f"keyed from row {report.keyed_from}" if report.keyed_from else "not keyed yet"
+    click.echo(
+        f"audit trail intact: {report.rows} rows ({keyed}; checked against "
+        f"{len(expected.hashes)} checkpointed rows, the last at row {expected.last_id})"
+    )
 
 
 @audit.command("export")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from healthcare.api.problems import Problem
@@ -49,6 +49,7 @@ def change_password(body: PasswordChange) -> Response:
     users.change_password(
         current_database(),
         current_actor(),
+        current_app.extensions["healthcare.login_policy"],
         body.current_password,
         body.new_password,
         keep_session=session.key,

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,6 +90,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set for the generated first admin: every call but the password change is refused.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 users = User.__table__
@@ -98,7 +102,10 @@ class ApiToken(Base):
     fast hash is enough; a password needs a slow one because people choose them)."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        UniqueConstraint("user_id", "label", name="uq_api_tokens_user_label"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -107,6 +114,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who made it, when not its own user (an admin or an operator on the user's behalf).
+    created_by: Mapped[str | None] = mapped_column(String(64))
 
 
 api_tokens = ApiToken.__table__
@@ -147,6 +156,8 @@ class AuditEvent(Base):
     fields: Mapped[str | None] = mapped_column(String(400))
     detail: Mapped[str | None] = mapped_column(String(200))
     hash: Mapped[str] = mapped_column(String(64))
+    # The API token the call came with; in the hash from the keyed era on (audit_chain).
+    token_id: Mapped[int | None] = mapped_column(Integer)
 
 
 audit_events = AuditEvent.__table__
@@ -176,6 +187,8 @@ class AuditChain(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # The first row hashed with the audit key (HMAC); rows before it are plain SHA-256.
+    keyed_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 audit_chain = AuditChain.__table__
