@@ -151,3 +151,15 @@ def test_a_request_without_a_body_has_no_content_length() -> None:
     environ = wsgi_environ(scope("GET"), b"")
     assert "CONTENT_LENGTH" not in environ
     assert environ["wsgi.input"].read() == b""
+
+
+def test_a_request_whose_client_left_mid_body_is_never_run() -> None:
+    seen: Seen = []
+    messages = [{"type": "http.request", "body": b"{", "more_body": True},
+                {"type": "http.disconnect"}]  # fmt: skip
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    assert serve(adapter(seen), scope(), receive) == []
+    assert seen == []

@@ -71,12 +71,6 @@ class Settings(BaseSettings):
         return parse_proxy_addresses(self.trusted_proxy_addresses)
 
     @model_validator(mode="after")
-    def _audit_wait_beyond_a_flush(self) -> Settings:
-        if self.audit_max_wait_ms < 2 * self.audit_flush_ms:
-            raise ValueError("HEALTHCARE_AUDIT_MAX_WAIT_MS must be at least twice the flush time")
-        return self
-
-    @model_validator(mode="after")
     def _default_database_in_data_dir(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'healthcare.db').resolve()}"

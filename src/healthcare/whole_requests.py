@@ -34,6 +34,10 @@ class BodyTooLarge(Exception):
     """The request's body is longer than the limit."""
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request was complete."""
+
+
 @dataclass
 class Answer:
     status: int
@@ -64,7 +68,10 @@ class WholeRequests:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            answer = await self._answer(scope, receive)
+            try:
+                answer = await self._answer(scope, receive)
+            except ClientGone:
+                return  # nobody to answer, and an incomplete request is never run
             await send({"type": "http.response.start", "status": answer.status,
                         "headers": answer.headers})  # fmt: skip
             await send({"type": "http.response.body", "body": answer.body})
@@ -101,7 +108,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -34,5 +34,6 @@ def open_configured_database(settings: Settings) -> Database:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         delay=settings.audit_flush_ms / 1000,
         max_events=settings.audit_max_pending,
-        max_age=settings.audit_max_wait_ms / 1000,
+        # never shorter than two flush intervals: a read must not wait for the flush and fail
+        max_age=max(settings.audit_max_wait_ms, 2 * settings.audit_flush_ms) / 1000,
     )
