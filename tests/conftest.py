@@ -111,7 +111,7 @@ def empty_all_tables(engine: Engine) -> None:
         conn.execute(
             text(
                 f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}', "
-                "keyed_from = NULL"
+                "keyed_from = NULL, key_id = NULL"
             )
         )
 

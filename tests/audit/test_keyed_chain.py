@@ -302,3 +302,16 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_another_key_is_named_not_taken_for_tampering(
+    client: FlaskClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore drill on a fresh volume makes a new key: say so, and write nothing with it."""
+    new_patient(client)
+    trail.use_key(db.engine, b"x" * 64)
+    event = trail.Event("patient.read")
+    with pytest.raises(trail.AuditKeyMissing, match="keyed with another audit key"):
+        db.write(lambda conn: trail.append(conn, [event]))
+    report = trail.verify(db.engine)
+    assert "keyed with another audit key" in report.reason

@@ -117,19 +117,18 @@ def test_the_service_runs_as_the_app_role(app_engine: Engine, tmp_path: Path) ->
         db.dispose()
 
 
-def test_a_superuser_is_refused_as_the_app_role(owner_url: str) -> None:
+@pytest.fixture
+def owner_engine(owner_url: str) -> Iterator[Engine]:
     engine = create_db_engine(owner_url)
-    try:
-        with pytest.raises(RoleError, match="superuser"):
-            grant_app_role(engine, "postgres")
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
 
 
-def test_a_missing_role_needs_a_password(owner_url: str) -> None:
-    engine = create_db_engine(owner_url)
-    try:
-        with pytest.raises(RoleError, match="HEALTHCARE_APP_ROLE_PASSWORD"):
-            grant_app_role(engine, f"hc_missing_{uuid.uuid4().hex[:8]}")
-    finally:
-        engine.dispose()
+def test_a_superuser_is_refused_as_the_app_role(owner_engine: Engine) -> None:
+    with pytest.raises(RoleError, match="superuser"):
+        grant_app_role(owner_engine, "postgres")
+
+
+def test_a_missing_role_needs_a_password(owner_engine: Engine) -> None:
+    with pytest.raises(RoleError, match="HEALTHCARE_APP_ROLE_PASSWORD"):
+        grant_app_role(owner_engine, f"hc_missing_{uuid.uuid4().hex[:8]}")

@@ -43,7 +43,11 @@ def me() -> Response:
     )
 
 
-@api.post("/me/password", summary="Change my password", responses={204: None, 422: Problem})
+@api.post(
+    "/me/password",
+    summary="Change my password",
+    responses={204: None, 422: Problem, 429: Problem},
+)
 def change_password(body: PasswordChange) -> Response:
     session = current_session()
     users.change_password(

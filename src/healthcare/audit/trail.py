@@ -49,7 +49,12 @@ SUCCESS = "success"
 QUEUED = "healthcare.audit.queued"
 
 CHAIN_HEAD = RawStatement(
-    select(audit_chain.c.last_id, audit_chain.c.last_hash, audit_chain.c.keyed_from)
+    select(
+        audit_chain.c.last_id,
+        audit_chain.c.last_hash,
+        audit_chain.c.keyed_from,
+        audit_chain.c.key_id,
+    )
     .where(audit_chain.c.id == 1)
     .with_for_update()
 )
@@ -60,6 +65,7 @@ MOVE_HEAD = RawStatement(
         last_id=bindparam("last_id"),
         last_hash=bindparam("last_hash"),
         keyed_from=bindparam("keyed_from"),
+        key_id=bindparam("key_id"),
     )
 )
 INSERT = MultiRowInsert(audit_events, ("id", *VALUE_COLUMNS, "hash"))
@@ -138,6 +144,11 @@ def key_for(engine: Engine) -> bytes | None:
     return _KEYS.get(_identity(engine))
 
 
+def key_id(key: bytes) -> str:
+    """A fingerprint of the key, safe to store: which key, not the key."""
+    return hmac.new(key, b"healthcare audit key id", hashlib.sha256).hexdigest()[:16]
+
+
 def _identity(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
@@ -184,13 +195,14 @@ def batched(conn: Connection) -> Iterator[None]:
 def _chain(conn: Connection, events: Sequence[Event]) -> None:
     if not events:
         return
-    last_id, last_hash, keyed_from = fetch_one_in(conn, CHAIN_HEAD, {})
+    last_id, last_hash, keyed_from, stored_key_id = fetch_one_in(conn, CHAIN_HEAD, {})
     key = key_for(conn.engine)
-    if key is None:
-        if keyed_from is not None:
-            raise AuditKeyMissing("the audit trail is keyed: this process needs the audit key")
-    elif keyed_from is None:
+    problem = _key_problem(keyed_from, stored_key_id, key)
+    if problem is not None:
+        raise AuditKeyMissing(problem)
+    if key is not None and keyed_from is None:
         keyed_from = last_id + 1  # the keyed era begins with this transaction's first row
+        stored_key_id = key_id(key)
     rows, disclosures = [], []
     for event in events:
         last_id += 1
@@ -201,9 +213,23 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
     INSERT.run(conn, rows)
     if disclosures:
         DISCLOSE.run(conn, disclosures)
-    execute_in(
-        conn, MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash, "keyed_from": keyed_from}
-    )
+    head = {"last_id": last_id, "last_hash": last_hash, "keyed_from": keyed_from}
+    execute_in(conn, MOVE_HEAD, {**head, "key_id": stored_key_id})
+
+
+def _key_problem(
+    keyed_from: int | None, stored_key_id: str | None, key: bytes | None
+) -> str | None:
+    if keyed_from is None:
+        return None
+    if key is None:
+        return f"the trail is keyed from row {keyed_from}, and no audit key is configured"
+    if stored_key_id is not None and stored_key_id != key_id(key):
+        return (
+            f"the trail is keyed with another audit key (id {stored_key_id}; this one is "
+            f"{key_id(key)}): configure the key it was written with"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -226,9 +252,14 @@ def verify(engine: Engine, expected: Expectations = NO_EXPECTATIONS) -> ChainRep
     key or the checkpoints (``expected``) say it must be."""
     key = key_for(engine)
     with engine.connect() as conn:
-        head = select(audit_chain.c.last_id, audit_chain.c.last_hash, audit_chain.c.keyed_from)
-        last_id, last_hash, keyed_from = conn.execute(head).one()
-        problem = _era_problem(keyed_from, key, expected)
+        head = select(
+            audit_chain.c.last_id,
+            audit_chain.c.last_hash,
+            audit_chain.c.keyed_from,
+            audit_chain.c.key_id,
+        )
+        last_id, last_hash, keyed_from, stored_key_id = conn.execute(head).one()
+        problem = _key_problem(keyed_from, stored_key_id, key) or _era_problem(keyed_from, expected)
         if problem is not None:
             return ChainReport(0, keyed_from or expected.keyed_from or 1, problem, keyed_from)
         walked = _walk(conn, key, keyed_from, expected)
@@ -249,9 +280,7 @@ def verify(engine: Engine, expected: Expectations = NO_EXPECTATIONS) -> ChainRep
     return ChainReport(count, keyed_from=keyed_from)
 
 
-def _era_problem(keyed_from: int | None, key: bytes | None, expected: Expectations) -> str | None:
-    if keyed_from is not None and key is None:
-        return f"the trail is keyed from row {keyed_from}, and no audit key is configured"
+def _era_problem(keyed_from: int | None, expected: Expectations) -> str | None:
     if expected.keyed_from is not None and keyed_from != expected.keyed_from:
         return (
             f"the checkpoints say the keyed era begins at row {expected.keyed_from}, the "

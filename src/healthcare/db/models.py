@@ -189,6 +189,8 @@ class AuditChain(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
     # The first row hashed with the audit key (HMAC); rows before it are plain SHA-256.
     keyed_from: Mapped[int | None] = mapped_column(BigInteger)
+    # Which key (a fingerprint, not the key): a process with another key refuses to write.
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 audit_chain = AuditChain.__table__

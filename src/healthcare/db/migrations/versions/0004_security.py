@@ -47,6 +47,7 @@ def _give_lifetimes_to_tokens_without_one() -> None:
 def upgrade() -> None:
     # Plain ADD COLUMN and CREATE INDEX: no table is rebuilt, so the audit triggers stay.
     op.add_column("audit_chain", sa.Column("keyed_from", sa.BigInteger))
+    op.add_column("audit_chain", sa.Column("key_id", sa.String(16)))
     op.add_column("audit_events", sa.Column("token_id", sa.Integer))
     op.add_column("api_tokens", sa.Column("created_by", sa.String(64)))
     op.add_column(
@@ -67,5 +68,6 @@ def downgrade() -> None:
         ("api_tokens", "created_by"),
         ("audit_events", "token_id"),
         ("audit_chain", "keyed_from"),
+        ("audit_chain", "key_id"),
     ):
         op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
