@@ -217,6 +217,10 @@ resource "aws_instance" "service" {
     app_port         = var.app_port
     bind_address     = local.tls_enabled ? "127.0.0.1" : "0.0.0.0"
     domain_name      = var.domain_name
+    trusted_proxies  = local.tls_enabled ? 1 : 0 # Caddy in front: believe its forwarded headers
+    # High-availability mode only (deploy/aws/ha): the RDS database
+    database_secret_arn = ""
+    database_endpoint   = ""
   })
   user_data_replace_on_change = false
 

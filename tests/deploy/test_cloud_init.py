@@ -24,6 +24,9 @@ VALUES = {
     "app_port": "9000",
     "bind_address": "0.0.0.0",  # noqa: S104 - the rendered script's value, nothing binds here
     "domain_name": "",
+    "trusted_proxies": "0",
+    "database_secret_arn": "",
+    "database_endpoint": "",
 }
 STUBS = {
     # Every stub appends its command line to /stub.log; some also leave what the real one would.

@@ -52,6 +52,7 @@ mock_provider "aws" {
 variables {
   allowed_cidrs  = ["203.0.113.0/24"]
   repository_url = "https://git.example.org/clinic/healthcare.git"
+  domain_name    = "records.clinic.example"
 }
 
 run "defaults_are_secure" {
@@ -91,8 +92,8 @@ run "defaults_are_secure" {
     error_message = "without ssh_public_key there is no SSH at all"
   }
   assert {
-    condition     = keys(aws_vpc_security_group_ingress_rule.service) == ["9000-203.0.113.0/24"]
-    error_message = "only the app port, only from allowed_cidrs"
+    condition     = toset(keys(aws_vpc_security_group_ingress_rule.service)) == toset(["80-203.0.113.0/24", "443-203.0.113.0/24"])
+    error_message = "HTTPS by default: only 80 (redirect, certificates) and 443, only from allowed_cidrs"
   }
   assert {
     condition     = aws_dlm_lifecycle_policy.daily.policy_details[0].schedule[0].retain_rule[0].count == 14
@@ -111,9 +112,41 @@ run "defaults_are_secure" {
     error_message = "the secret key must never be in user data"
   }
   assert {
+    condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
+    error_message = "single-instance mode keeps SQLite on the data volume"
+  }
+}
+
+run "plain_http_only_when_asked_for" {
+  command = apply
+
+  variables {
+    domain_name      = ""
+    allow_plain_http = true
+  }
+
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.service) == ["9000-203.0.113.0/24"]
+    error_message = "only the app port, only from allowed_cidrs"
+  }
+  assert {
     condition     = strcontains(aws_instance.service.user_data, "HEALTHCARE_BIND=$BIND_ADDRESS") && strcontains(aws_instance.service.user_data, "BIND_ADDRESS='0.0.0.0'")
     error_message = "without TLS the app port is published"
   }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "TRUSTED_PROXIES='0'")
+    error_message = "without a proxy no forwarded header is believed"
+  }
+}
+
+run "plain_http_is_refused_by_default" {
+  command = plan
+
+  variables {
+    domain_name = ""
+  }
+
+  expect_failures = [var.allow_plain_http]
 }
 
 run "ssh_from_admin_cidr_only" {
@@ -153,6 +186,10 @@ run "tls_opens_only_80_and_443" {
   assert {
     condition     = strcontains(aws_instance.service.user_data, "DOMAIN_NAME='records.clinic.example'") && strcontains(aws_instance.service.user_data, "--profile tls")
     error_message = "with a domain name the bootstrap starts the Caddy profile for it"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "TRUSTED_PROXIES='1'")
+    error_message = "behind Caddy the app believes one proxy's forwarded headers"
   }
 }
 
