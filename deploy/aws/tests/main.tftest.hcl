@@ -3,8 +3,8 @@ mock_provider "aws" {
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
   }
-  mock_resource "aws_ssm_parameter" {
-    defaults = { arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/healthcare/secret-key" }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
@@ -26,10 +26,6 @@ mock_provider "aws" {
   override_data {
     target = data.aws_subnet.chosen
     values = { id = "subnet-0aaa", availability_zone = "eu-west-1a" }
-  }
-  override_data {
-    target = data.aws_secretsmanager_random_password.secret_key
-    values = { random_password = "MOCKSECRETVALUEdonotuse0123456789abcdefMOCKSECRETVALUEdonotuse01" }
   }
   override_data {
     target = data.aws_iam_policy_document.assume
@@ -72,8 +68,8 @@ run "defaults_are_secure" {
     error_message = "the data volume must be encrypted with the customer-managed key"
   }
   assert {
-    condition     = aws_ssm_parameter.secret_key.type == "SecureString" && aws_kms_key.data.enable_key_rotation
-    error_message = "the secret key is a SecureString under a rotating customer-managed key"
+    condition     = aws_secretsmanager_secret.secret_key.kms_key_id == aws_kms_key.data.arn && aws_kms_key.data.enable_key_rotation
+    error_message = "the secret key is kept under a rotating customer-managed key"
   }
   assert {
     condition     = aws_instance.service.monitoring
@@ -108,8 +104,8 @@ run "defaults_are_secure" {
     error_message = "user data must start the compose deployment"
   }
   assert {
-    condition     = !strcontains(aws_instance.service.user_data, "MOCKSECRETVALUE")
-    error_message = "the secret key must never be in user data"
+    condition     = strcontains(aws_instance.service.user_data, "SECRET_ID='${aws_secretsmanager_secret.secret_key.arn}'")
+    error_message = "the instance reads the secret key by its name at boot; it is never in user data"
   }
   assert {
     condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
