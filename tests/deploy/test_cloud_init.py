@@ -39,8 +39,10 @@ STUBS = {
     "mountpoint": "[ -f /fake-mounted ]",
     "mount": "touch /fake-mounted",
     "git": 'if [ "$1" = clone ]; then mkdir -p "$3/.git"; fi',
+    # The secret key's secret is empty until the first put; the database's is made by RDS.
     "aws": 'case "$*" in *rds!db*) echo \'{"username": "healthcare", "password": "p@ss/w:rd"}\' ;; '
-    "*) echo generated-secret-from-ssm-0123456789 ;; esac",
+    "*put-secret-value*) touch /secret-stored ;; "
+    "*) [ -f /secret-stored ] || exit 254; echo generated-secret-from-ssm-0123456789 ;; esac",
     "docker": "",
 }
 
@@ -104,6 +106,7 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert sum(call.startswith("mkfs.ext4") for call in calls) == 1, "formatted twice"
     assert sum(call.startswith("git clone") for call in calls) == 1, "cloned twice"
     assert sum(call.startswith("curl") for call in calls) == 1, "compose fetched twice"
+    assert sum("put-secret-value" in call for call in calls) == 1, "secret key stored twice"
     starts = [c for c in calls if "compose --project-directory /opt/healthcare" in c]
     assert len(starts) == 2
     assert all("up -d" in c and "--profile tls" not in c for c in starts)
@@ -131,7 +134,7 @@ def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path)
     timer = stdout.split("--- timer\n")[1]
     assert "mkfs" not in log, "no data volume in HA mode"
     assert "mount " not in log, "no data volume in HA mode"
-    assert "secretsmanager put-secret-value" in log
+    assert sum("put-secret-value --region" in c for c in log.splitlines()) == 1
     assert "--client-request-token" in log
     assert env.splitlines()[0] == "600"
     assert (

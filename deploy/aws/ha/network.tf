@@ -106,3 +106,14 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_app" {
   to_port                      = 5432
   referenced_security_group_id = aws_security_group.app.id
 }
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_migration_source" {
+  count = var.migration_source_security_group_id != "" ? 1 : 0
+
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from the single instance, while its data is copied here"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = var.migration_source_security_group_id
+}

@@ -125,6 +125,12 @@ variable "db_backup_retention_days" {
   }
 }
 
+variable "migration_source_security_group_id" {
+  description = "Only while moving from the single instance: its security group may reach the database, so `healthcare db copy` can run there. Empty afterwards."
+  type        = string
+  default     = ""
+}
+
 variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)

@@ -193,8 +193,25 @@ run "security_groups_are_chained" {
     error_message = "only the app servers reach the database"
   }
   assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.db_from_migration_source) == 0
+    error_message = "no other way into the database unless a migration asks for one"
+  }
+  assert {
     condition     = aws_db_instance.db.vpc_security_group_ids == toset([aws_security_group.db.id]) && aws_launch_template.app.vpc_security_group_ids == toset([aws_security_group.app.id]) && aws_lb.app.security_groups == toset([aws_security_group.alb.id])
     error_message = "each tier carries its own group"
+  }
+}
+
+run "a_migration_source_reaches_the_database_while_asked" {
+  command = plan
+
+  variables {
+    migration_source_security_group_id = "sg-0single0instance0"
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.db_from_migration_source[0].referenced_security_group_id == "sg-0single0instance0" && aws_vpc_security_group_ingress_rule.db_from_migration_source[0].from_port == 5432
+    error_message = "the single instance's group may reach PostgreSQL during the move"
   }
 }
 
