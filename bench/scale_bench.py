@@ -33,8 +33,8 @@ class Stack:
 
     def compose(self, *args: str, check: bool = True) -> str:
         command = ["docker", "compose", "--project-directory", str(ROOT), "-p", self.project,
-                   "--env-file", str(self.env_file), "-f", "compose.yaml",
-                   "-f", "compose.scale.yaml", *args]  # fmt: skip
+                   "--env-file", str(self.env_file), "-f", str(ROOT / "compose.yaml"),
+                   "-f", str(ROOT / "compose.scale.yaml"), *args]  # fmt: skip
         return subprocess.run(command, capture_output=True, text=True, check=check).stdout
 
     def healthcare(self, *args: str, stdin: str | None = None) -> str:

@@ -67,6 +67,9 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.constants import Interfaces
     from granian.server import Server
 
+    from healthcare.metrics import fresh_multiprocess_dir
+
+    fresh_multiprocess_dir()  # before anything is measured: every process adds up its samples
     settings = load_settings()
     with _database(settings) as db:
         migrate.upgrade(db.engine)

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 from flask import Flask, request
 
-from healthcare import gate
+from healthcare import gate, metrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -170,8 +170,12 @@ class RequestMiddleware:
                 body = self.wsgi_app(environ, start)
                 return _as_one_chunk(body) if small[0] else body
         finally:
+            code = int(status[0][:3])
+            route = environ.get(metrics.ROUTE_KEY, metrics.UNMATCHED)
+            metrics.observe_request(environ["REQUEST_METHOD"], route, code,
+                                    time.perf_counter() - started)  # fmt: skip
             if access_log.isEnabledFor(logging.INFO):
-                _log_request(environ, request_id, int(status[0][:3]), started)
+                _log_request(environ, request_id, code, started)
 
 
 def _as_one_chunk(body: Iterable[bytes]) -> list[bytes]:
@@ -203,5 +207,14 @@ def _log_request(environ: WSGIEnvironment, request_id: str, status: int, started
             handler.write_line(line)
 
 
+def _note_route() -> None:
+    """The matched route's template (``/patients/<int:patient_id>``), for the metrics: one
+    label per route, never per path."""
+    if request.url_rule is not None:
+        request.environ[metrics.ROUTE_KEY] = request.url_rule.rule
+
+
 def init_app(app: Flask) -> None:
+    # First of the hooks: a request refused by an earlier one (401) still has its route.
+    app.before_request_funcs.setdefault(None, []).insert(0, _note_route)
     app.wsgi_app = RequestMiddleware(app.wsgi_app)  # type: ignore[method-assign]

@@ -52,7 +52,8 @@ class Stack:
 
     def files(self) -> list[str]:
         return ["--project-directory", str(ROOT), "-p", self.project, "--env-file",
-                str(self.env_file), "-f", "compose.yaml", "-f", "compose.scale.yaml"]  # fmt: skip
+                str(self.env_file), "-f", str(ROOT / "compose.yaml"),
+                "-f", str(ROOT / "compose.scale.yaml")]  # fmt: skip
 
     def replicas(self) -> list[str]:
         return self.compose("ps", "-q", "app").stdout.split()
@@ -151,6 +152,33 @@ def test_migrations_ran_once_and_every_replica_serves(stack: Stack) -> None:
     assert len(stack.replicas()) == REPLICAS
     ready = requests.get(f"{stack.url}/readyz", timeout=10).json()
     assert ready["database"] == "postgresql"
+
+
+def test_metrics_add_up_across_replicas(stack: Stack) -> None:
+    """Each replica counts what it answered; the sum over replicas is what was sent."""
+
+    def reads_counted() -> float:
+        metrics = (
+            "import sys, urllib.request as u; r = u.Request('http://127.0.0.1:9000/metrics',"
+            " headers={'Authorization': sys.argv[1]}); print(u.urlopen(r).read().decode())"
+        )
+        total = 0.0
+        for replica in stack.replicas():
+            text = docker("exec", replica, "python3", "-c", metrics,
+                          stack.admin.headers["Authorization"]).stdout  # fmt: skip
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("healthcare_requests_total{")
+                         and 'route="/patients/<int:patient_id>"' in line)  # fmt: skip
+        return total
+
+    patient = stack.admin.post(f"{stack.url}/patients", json={"name": "Counted", "age": 30},
+                               timeout=10).json()  # fmt: skip
+    before = reads_counted()
+    answers = [stack.admin.get(f"{stack.url}/patients/{patient['id']}", timeout=10)
+               for _ in range(9 * REPLICAS)]  # fmt: skip
+    assert {a.status_code for a in answers} == {200}
+    assert len({Stack.replica_of(a) for a in answers}) == REPLICAS
+    assert reads_counted() == before + 9 * REPLICAS
 
 
 def _sign_in(url: str, username: str, password: str) -> tuple[requests.Session, requests.Response]:

@@ -24,6 +24,7 @@ from flask import Response
 from pydantic import ValidationError
 from werkzeug.wrappers import Request
 
+from healthcare import metrics
 from healthcare.api import repeated_parameters
 from healthcare.api.patients import patient_response
 from healthcare.api.problems import service_problem, unexpected_problem
@@ -71,12 +72,14 @@ class FastLane:
         if path == "/patients":
             query = _plain_listing_query(environ)
             if query is not None:
+                environ[metrics.ROUTE_KEY] = "/patients"
                 return lambda actor: json_response(service.list_patients(self.db, actor, query))
             return None
         match = PATIENT_PATH.fullmatch(path)
         if match is None or environ.get("QUERY_STRING") or int(match.group(1)) > MAX_PATIENT_ID:
             return None
         patient_id = int(match.group(1))
+        environ[metrics.ROUTE_KEY] = "/patients/<int:patient_id>"
         return lambda actor: patient_response(service.get_patient(self.db, actor, patient_id))
 
     @staticmethod

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from healthcare import gate
+from healthcare import gate, metrics
 from healthcare.audit.trail import Event, append
 
 log = logging.getLogger("healthcare.audit")
@@ -42,7 +42,9 @@ class PendingAudit:
             self._start()
         with self._lock:
             self._events.append(event)
-            many = len(self._events) >= FLUSH_AT
+            queued = len(self._events)
+            many = queued >= FLUSH_AT
+        metrics.set_audit_queued(queued)
         if many:
             self._wake.set()
 
@@ -50,6 +52,7 @@ class PendingAudit:
         """Every waiting event, for a write that will add them to its own transaction."""
         with self._lock:
             events, self._events = self._events, []
+        metrics.set_audit_queued(0)
         return events
 
     def put_back(self, events: list[Event]) -> None:
@@ -57,6 +60,8 @@ class PendingAudit:
         if events:
             with self._lock:
                 self._events[:0] = events
+                queued = len(self._events)
+            metrics.set_audit_queued(queued)
 
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""

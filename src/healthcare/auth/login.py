@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, select
 
-from healthcare import clock
+from healthcare import clock, metrics
 from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.passwords import verify_password
@@ -71,6 +71,7 @@ def sign_in(
             )
         ).first()
     if wait > 0:
+        metrics.sign_in_failed()
         db.audit_soon(anonymous.event(FAILED, outcome="throttled"))
         raise TooManyAttempts(
             f"Too many failed sign-ins. Try again in {math.ceil(wait / 60)} minute(s).", wait
@@ -80,5 +81,6 @@ def sign_in(
         detail = "disabled user" if user is not None and not usable else None
         failure = anonymous.event(FAILED, outcome="failure", detail=detail)
         db.write(lambda conn: append(conn, [failure]))
+        metrics.sign_in_failed()
         raise SignInFailed("The user name or password is not right.")
     return Actor(user.id, username, Role(user.role), client=client, request_id=request_id)

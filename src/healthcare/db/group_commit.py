@@ -13,13 +13,14 @@ import fcntl
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from healthcare import gate
+from healthcare import gate, metrics
 from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
@@ -132,6 +133,7 @@ class GroupCommit:
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries."""
+        started = time.perf_counter()
         try:
             with (
                 self.process_lock,
@@ -146,5 +148,6 @@ class GroupCommit:
                     self._commit([unit])
                 return
             batch[0].result, batch[0].error = None, exc
+        metrics.observe_group_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             unit.done.set()
