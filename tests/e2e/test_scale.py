@@ -25,8 +25,8 @@ from signal import SIGKILL
 import pytest
 import requests
 
-from tests.e2e.conftest import docker, free_port, missing
-from tests.e2e.test_container import BASE_IMAGE_ENV, ROOT
+from tests.e2e.conftest import docker, free_port
+from tests.e2e.test_container import ROOT, compose_base_image
 
 pytestmark = pytest.mark.slow
 
@@ -115,13 +115,7 @@ def _build_standin(kind: str, base: str, tag: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if docker("info", check=False, timeout=30).returncode != 0:
-        missing("no Docker engine answers (start dockerd)")
-    if docker("compose", "version", check=False).returncode != 0:
-        missing("Docker Compose v2 is not installed")
-    base = os.environ.get(BASE_IMAGE_ENV)
-    if not base:
-        missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
+    base = compose_base_image()
     project = f"hcscale{uuid.uuid4().hex[:8]}"
     images = {kind: _build_standin(kind, base, project) for kind in STANDINS}
     port = free_port()
