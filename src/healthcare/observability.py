@@ -22,6 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 from flask import Flask, request
 
+from healthcare import metrics
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -191,6 +193,10 @@ class RequestMiddleware:
         try:
             return self.wsgi_app(environ, start)
         finally:
+            code = int(status[0][:3])
+            route = environ.get(metrics.ROUTE_KEY, metrics.UNMATCHED)
+            metrics.observe_request(environ["REQUEST_METHOD"], route, code,
+                                    time.perf_counter() - started)  # fmt: skip
             if access_log.isEnabledFor(logging.INFO):
                 _log_request(environ, request_id, client_request_id, int(status[0][:3]), started)
 
@@ -223,5 +229,14 @@ def _log_request(
             handler.write_line(line)
 
 
+def _note_route() -> None:
+    """The matched route's template (``/patients/<int:patient_id>``), for the metrics: one
+    label per route, never per path."""
+    if request.url_rule is not None:
+        request.environ[metrics.ROUTE_KEY] = request.url_rule.rule
+
+
 def init_app(app: Flask) -> None:
+    # First of the hooks: a request refused by an earlier one (401) still has its route.
+    app.before_request_funcs.setdefault(None, []).insert(0, _note_route)
     app.wsgi_app = RequestMiddleware(app.wsgi_app)  # type: ignore[method-assign]

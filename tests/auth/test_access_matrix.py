@@ -80,6 +80,7 @@ ROUTES: dict[str, Route] = {
     "patients_api.list_deleted": Route("GET", "/patients/deleted", ADMINS),
     "audit_api.audit": Route("GET", "/audit", ADMINS),
     "audit_api.access_log": Route("GET", "/patients/{pid}/access-log", ADMINS),
+    "metrics_api.prometheus": Route("GET", "/metrics", ADMINS),
     "users_api.list_users": Route("GET", "/users", ADMINS),
     "users_api.create_user": Route(
         "POST",

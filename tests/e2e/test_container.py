@@ -98,8 +98,8 @@ class Deployment:
                 return sorted(names)
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def compose_base_image() -> str:
+    """The base image to build on, once an engine and Compose v2 are known to answer."""
     if not shutil.which("docker"):
         missing("no docker client")
     if docker("info", check=False, timeout=30).returncode != 0:
@@ -109,6 +109,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     base_image = os.environ.get(BASE_IMAGE_ENV)
     if not base_image:
         missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
+    return base_image
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    base_image = compose_base_image()
     project = f"hctest{uuid.uuid4().hex[:8]}"
     port = free_port()
     env_file = tmp_path_factory.mktemp("compose") / ".env"

@@ -8,7 +8,7 @@ from flask import request
 from flask_openapi3 import OpenAPI
 from werkzeug.datastructures import MultiDict
 
-from healthcare.api import audit, docs, health, patients, problems, users
+from healthcare.api import audit, docs, health, metrics, patients, problems, users
 from healthcare.api.problems import problem
 from healthcare.errors import Invalid
 
@@ -40,4 +40,5 @@ def init_app(app: OpenAPI) -> None:
     app.register_api(audit.api)
     app.register_api(users.api)
     app.register_api(health.api)
+    app.register_api(metrics.api)
     app.register_blueprint(docs.bp)

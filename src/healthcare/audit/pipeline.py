@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from healthcare import metrics
 from healthcare.audit import trail
 from healthcare.audit.pending import PendingAudit
 from healthcare.config import Settings
@@ -20,6 +21,7 @@ def audited_database(engine: Engine, **pending: Any) -> Database:
         engine,
         around_write=trail.batched,
         pending_events=lambda write: PendingAudit(write, **{"delay": 0.25, **pending}),
+        on_commit=metrics.observe_group_commit,
     )
 
 

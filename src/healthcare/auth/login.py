@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, select
 
-from healthcare import clock
+from healthcare import clock, metrics
 from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.passwords import verify_password
@@ -85,6 +85,7 @@ def sign_in(
     with db.reading() as conn:
         wait = _seconds_until_allowed(conn, policy, username, client)
         if wait > 0:
+            metrics.sign_in_failed()
             db.audit_soon(anonymous.event(FAILED, outcome="throttled"))
             raise _too_many(wait)
         user = conn.execute(
@@ -101,6 +102,7 @@ def sign_in(
         detail = "disabled user" if user is not None and not usable else None
         failure = anonymous.event(FAILED, outcome="failure", detail=detail)
         db.write(lambda conn: append(conn, [failure]))
+        metrics.sign_in_failed()
         raise SignInFailed("The user name or password is not right.")
     return Actor(
         user.id,

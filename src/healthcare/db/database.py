@@ -42,11 +42,15 @@ class Database:
         *,
         around_write: Callable[[Connection], AbstractContextManager[Any]],
         pending_events: Callable[[Write], PendingEvents],
+        on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
     ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(
-            engine, process_lock=_sqlite_process_lock(engine), around=around_write
+            engine,
+            process_lock=_sqlite_process_lock(engine),
+            around=around_write,
+            on_commit=on_commit,
         )
         self._readers = raw.readers_for(engine)
         self.pages = RevisionCache()

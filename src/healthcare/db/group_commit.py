@@ -13,6 +13,7 @@ import fcntl
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
@@ -65,8 +66,12 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         process_lock: AbstractContextManager[Any] | None = None,
         around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
+        on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
     ) -> None:
+        """``on_commit(units, seconds)`` after each commit: how many units it carried, and
+        its database time from BEGIN to COMMIT."""
         self.engine = engine
+        self.on_commit = on_commit
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
         # Wraps each transaction inside its BEGIN ... COMMIT (the audit trail's batching).
@@ -129,6 +134,7 @@ class GroupCommit:
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries."""
+        started = time.perf_counter()
         try:
             with (
                 self.process_lock,
@@ -143,5 +149,6 @@ class GroupCommit:
                     self._commit([unit])
                 return
             batch[0].result, batch[0].error = None, exc
+        self.on_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             unit.done.set()
