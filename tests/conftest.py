@@ -300,8 +300,9 @@ def new_patient(client: FlaskClient, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """The ``healthcare`` command against the test database."""
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch, app: OpenAPI) -> CliRunner:
+    """The ``healthcare`` command against the test database (emptied, with this test's audit
+    key: the app's)."""
     monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("HEALTHCARE_DATA_DIR", str(settings.data_dir))  # the app's audit key
