@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.audit.pipeline import open_configured_database
+from healthcare.audit.trail import AuditKeyMissing
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.tokens import create_token, list_tokens, revoke_token
 from healthcare.auth.users import create_user, disable_user, list_users
@@ -37,7 +38,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, ServiceError, BackupError, RoleError) as exc:
+        except (ConfigError, ServiceError, BackupError, RoleError, AuditKeyMissing) as exc:
             click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
             sys.exit(2)
 
