@@ -1,0 +1,164 @@
+"""Backups on SQLite, each rule on a database of the test's own: names, retention, the checks a
+file must pass before it counts as a backup, and restores into fresh or older databases."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from healthcare.db import backup, migrate
+from healthcare.db.engine import create_db_engine
+
+BACKUP_NAME = re.compile(r"healthcare-\d{8}T\d{12}Z\.db")
+
+
+@pytest.fixture
+def own_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database with one patient, in the test's own folder."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'live.db'}")
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO patients (name, name_search, age, created_at, updated_at, version) "
+            "VALUES ('Kept Patient', 'kept patient', 40, '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00', 1)"
+        ))  # fmt: skip
+    yield engine
+    engine.dispose()
+
+
+def _names(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT name FROM patients ORDER BY id")).scalars())
+
+
+def _sqlite_file(path: Path, *tables: str) -> Path:
+    conn = sqlite3.connect(path)
+    for table in tables:
+        conn.execute(f"CREATE TABLE {table} (x)")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_backup_is_one_named_file_in_a_folder_made_as_needed(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "nested" / "backups"
+    path = backup.backup(own_engine, folder)
+    assert path.parent == folder
+    assert BACKUP_NAME.fullmatch(path.name), path.name
+    assert list(folder.iterdir()) == [path]
+    backup.verify(own_engine, path)
+
+
+def test_seven_backups_are_kept_by_default(own_engine: Engine, tmp_path: Path) -> None:
+    written = [backup.backup(own_engine, tmp_path / "b") for _ in range(8)]
+    assert sorted((tmp_path / "b").iterdir()) == written[1:]
+
+
+def test_retention_leaves_other_files_alone(own_engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "b"
+    folder.mkdir()
+    others = [folder / "notes.txt", folder / "healthcare-manual.dump", folder / "other.db"]
+    for other in others:
+        other.write_text("not a backup")
+    newest = [backup.backup(own_engine, folder, keep=1) for _ in range(2)][-1]
+    assert sorted(folder.iterdir()) == sorted([*others, newest])
+
+
+def test_a_backup_that_fails_its_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    foreign = create_db_engine(f"sqlite:///{_sqlite_file(tmp_path / 'foreign.db', 'other')}")
+    with pytest.raises(backup.BackupError, match="not a backup of this service"):
+        backup.backup(foreign, tmp_path / "b")
+    foreign.dispose()
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_cannot_be_backed_up(url: str, tmp_path: Path) -> None:
+    engine = create_engine(url)
+    with pytest.raises(backup.BackupError, match="in-memory"):
+        backup.backup(engine, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [lambda path: None, lambda path: path.write_bytes(b"")])
+def test_a_missing_or_empty_file_is_refused_as_such(
+    own_engine: Engine, tmp_path: Path, make: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "candidate.db"
+    make(path)
+    with pytest.raises(backup.BackupError, match=r"is missing or empty$"):
+        backup.verify(own_engine, path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(own_engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"not a database at all" * 300)
+    with pytest.raises(backup.BackupError, match="is not a readable SQLite database"):
+        backup.verify(own_engine, path)
+
+
+def test_a_file_with_one_corrupted_page_fails_the_integrity_check(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    path = backup.backup(own_engine, tmp_path / "b")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE filler (x)")
+    conn.executemany("INSERT INTO filler VALUES (?)", [(f"row {i} " * 8,) for i in range(3000)])
+    conn.commit()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    middle_page = (len(data) // page_size // 2) * page_size  # one of the filler's pages
+    data[middle_page + 100 : middle_page + 200] = b"\xff" * 100
+    path.write_bytes(bytes(data))
+    with pytest.raises(backup.BackupError, match="fails the integrity check"):
+        backup.verify(own_engine, path)
+
+
+@pytest.mark.parametrize(
+    ("tables", "accepted"),
+    [
+        (("patients", "alembic_version"), True),
+        (("patients",), False),
+        (("alembic_version",), False),
+    ],
+)
+def test_a_backup_must_hold_the_services_tables(
+    own_engine: Engine, tmp_path: Path, tables: tuple[str, ...], accepted: bool
+) -> None:
+    path = _sqlite_file(tmp_path / "candidate.db", *tables)
+    if accepted:
+        backup.verify(own_engine, path)
+    else:
+        with pytest.raises(backup.BackupError, match="not a backup of this service"):
+            backup.verify(own_engine, path)
+
+
+def test_a_restore_into_a_fresh_database_brings_the_data(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    path = backup.backup(own_engine, tmp_path / "b")
+    fresh = create_db_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    backup.restore(fresh, path)
+    assert _names(fresh) == ["Kept Patient"]
+    fresh.dispose()
+
+
+def test_a_backup_from_an_older_schema_restores_to_the_current_one(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    older = create_db_engine(f"sqlite:///{tmp_path / 'older.db'}")
+    migrate.upgrade(older, "0002")
+    path = backup.backup(older, tmp_path / "b")
+    older.dispose()
+    backup.restore(own_engine, path)
+    assert migrate.current_revision(own_engine) == migrate.head_revision()
+    assert _names(own_engine) == []
