@@ -3,16 +3,22 @@ file must pass before it counts as a backup, and restores into fresh or older da
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, text
 
 from healthcare.db import backup, migrate
 from healthcare.db.engine import create_db_engine
+from tests.conftest import new_patient
 
 BACKUP_NAME = re.compile(r"healthcare-\d{8}T\d{12}Z\.db")
 
@@ -57,6 +63,20 @@ def test_a_backup_is_one_named_file_in_a_folder_made_as_needed(
     backup.verify(own_engine, path)
 
 
+def test_the_name_carries_the_utc_time_whatever_the_local_zone(
+    own_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        path = backup.backup(own_engine, tmp_path)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stamp = datetime.strptime(path.name[len("healthcare-") : -len(".db")], "%Y%m%dT%H%M%S%fZ")
+    assert abs(stamp.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
 def test_seven_backups_are_kept_by_default(own_engine: Engine, tmp_path: Path) -> None:
     written = [backup.backup(own_engine, tmp_path / "b") for _ in range(8)]
     assert sorted((tmp_path / "b").iterdir()) == written[1:]
@@ -83,7 +103,7 @@ def test_a_backup_that_fails_its_check_leaves_nothing_behind(tmp_path: Path) -> 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_database_cannot_be_backed_up(url: str, tmp_path: Path) -> None:
     engine = create_engine(url)
-    with pytest.raises(backup.BackupError, match="in-memory"):
+    with pytest.raises(backup.BackupError, match=r"^an in-memory database cannot be backed up$"):
         backup.backup(engine, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -162,3 +182,65 @@ def test_a_backup_from_an_older_schema_restores_to_the_current_one(
     backup.restore(own_engine, path)
     assert migrate.current_revision(own_engine) == migrate.head_revision()
     assert _names(own_engine) == []
+
+
+def test_no_page_cached_before_a_restore_is_served_after_it(
+    client: FlaskClient, engine: Engine, tmp_path: Path
+) -> None:
+    new_patient(client, name="Kept")
+    path = backup.backup(engine, tmp_path)
+    new_patient(client, name="Discarded")
+    assert client.get("/patients").json["total"] == 2  # cached at the live revision
+    backup.restore(engine, path)
+    new_patient(client, name="Restored Timeline")  # one write on: the revision must not repeat
+    page = client.get("/patients").json
+    assert [p["name"] for p in page["items"]] == ["Kept", "Restored Timeline"]
+
+
+# PostgreSQL's side without a server: the tools are called, and their failures reported.
+PG_ENGINE_URL = "postgresql+psycopg://clinic:s3cret@127.0.0.1:1/records"
+
+
+@pytest.fixture
+def pg_tools() -> None:
+    if not (shutil.which("pg_dump") and shutil.which("pg_restore")):
+        message = "pg_dump and pg_restore are not installed (apt-get install postgresql-client)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must provide them")
+        pytest.skip(message)
+
+
+def test_the_pg_tools_get_a_libpq_url_with_the_password() -> None:
+    engine = create_engine(PG_ENGINE_URL)
+    assert backup._libpq_url(engine) == "postgresql://clinic:s3cret@127.0.0.1:1/records"
+
+
+def test_a_missing_tool_is_named() -> None:
+    with pytest.raises(backup.BackupError, match=r"^no-such-tool-4711 is not installed \("):
+        backup._run(["no-such-tool-4711", "--version"])
+
+
+def test_a_tool_run_gives_back_its_exit_code_and_both_outputs() -> None:
+    done = backup._run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+
+
+@pytest.mark.usefixtures("pg_tools")
+def test_a_failed_pg_dump_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
+    engine = create_engine(PG_ENGINE_URL)
+    with pytest.raises(backup.BackupError, match=r"^pg_dump failed: \S"):
+        backup.backup(engine, tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.mark.usefixtures("pg_tools")
+def test_a_file_that_is_not_a_pg_dump_archive_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.dump"
+    path.write_bytes(b"PGDMP" + b"\0" * 200)
+    with pytest.raises(backup.BackupError, match=r"is not a readable pg_dump archive: \S"):
+        backup.verify(create_engine(PG_ENGINE_URL), path)
+
+
+def test_pg_backups_are_dump_files_and_sqlite_ones_db_files(own_engine: Engine) -> None:
+    assert backup._suffix(create_engine(PG_ENGINE_URL)) == ".dump"
+    assert backup._suffix(own_engine) == ".db"
