@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from healthcare.db import backup, migrate
 from healthcare.db.engine import create_db_engine
-from tests.conftest import new_patient
+from tests.conftest import fresh_postgres_database, new_patient, postgres_server_url
 
 BACKUP_NAME = re.compile(r"healthcare-\d{8}T\d{12}Z\.db")
 
@@ -244,3 +244,38 @@ def test_a_file_that_is_not_a_pg_dump_archive_is_refused(tmp_path: Path) -> None
 def test_pg_backups_are_dump_files_and_sqlite_ones_db_files(own_engine: Engine) -> None:
     assert backup._suffix(create_engine(PG_ENGINE_URL)) == ".dump"
     assert backup._suffix(own_engine) == ".db"
+
+
+@pytest.fixture
+def pg_database(pg_tools: None) -> Iterator[Engine]:
+    """A migrated PostgreSQL database of the test's own, with one patient (needs a server:
+    skipped locally without one, a failure under CI, as every PostgreSQL test)."""
+    engine = create_db_engine(fresh_postgres_database(postgres_server_url(), "backup"))
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO patients (name, name_search, age, created_at, updated_at, version) "
+            "VALUES ('Kept Patient', 'kept patient', 40, now(), now(), 1)"
+        ))  # fmt: skip
+    yield engine
+    engine.dispose()
+
+
+def test_a_pg_backup_is_a_checked_dump_that_restores(pg_database: Engine, tmp_path: Path) -> None:
+    path = backup.backup(pg_database, tmp_path)
+    assert re.fullmatch(r"healthcare-\d{8}T\d{12}Z\.dump", path.name), path.name
+    backup.verify(pg_database, path)
+    with pg_database.begin() as conn:
+        conn.execute(text("UPDATE patients SET name = 'Changed'"))
+    backup.restore(pg_database, path)
+    assert _names(pg_database) == ["Kept Patient"]
+
+
+def test_a_pg_dump_of_another_database_is_not_a_backup(pg_tools: None, tmp_path: Path) -> None:
+    foreign = create_db_engine(fresh_postgres_database(postgres_server_url(), "foreign"))
+    with foreign.begin() as conn:
+        conn.execute(text("CREATE TABLE other (x int)"))
+    with pytest.raises(backup.BackupError, match=r"is not a backup of this service \(no patients"):
+        backup.backup(foreign, tmp_path)
+    foreign.dispose()
+    assert list(tmp_path.iterdir()) == []
