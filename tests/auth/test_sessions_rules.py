@@ -24,6 +24,7 @@ from healthcare.auth.sessions import (
     key_of,
     start_session,
 )
+from healthcare.clock import as_utc
 from healthcare.db.database import Database
 from healthcare.db.models import user_sessions
 from tests.auth.test_sessions import cookie_value, csrf_from, sign_in
@@ -122,7 +123,7 @@ def test_signing_in_replaces_the_old_session(
     [row] = _rows(engine)
     assert row["id"] == key_of(session.cookie) != key_of("old-id")
     assert (row["user_id"], row["data"]) == (actor.user_id, "{}")
-    assert row["created_at"] == row["last_seen_at"] == fake_clock.now.replace(tzinfo=None)
+    assert as_utc(row["created_at"]) == as_utc(row["last_seen_at"]) == fake_clock.now
     assert (dict(session), session.user, session.last_seen) == ({}, actor, fake_clock.now)
     assert (session.ended, session.modified, session.cookie_changed) == (None, False, True)
     [audited] = audit_rows(db, action="login.success")
@@ -185,7 +186,7 @@ def test_requests_touch_the_row_once_a_minute_and_save_changed_data(
     fake_clock.advance(seconds=1)
     assert browser.get("/me").status_code == 200
     [touched] = _rows(engine)
-    assert touched["last_seen_at"] == fake_clock.now.replace(tzinfo=None)
+    assert as_utc(touched["last_seen_at"]) == fake_clock.now
     assert touched["data"] == signed_in["data"]
 
 
