@@ -223,3 +223,18 @@ def test_a_listing_page_says_its_window_and_total(db: Database, admin_actor: Act
     assert details == [None, None, None]
     service.list_deleted(db, admin_actor, PageQuery())
     assert audit_rows(db, action="patient.list")[-1]["detail"] == "deleted patients"
+
+
+def test_a_viewers_changes_are_refused_and_audited_as_such(
+    db: Database, admin_actor: Actor, accounts: dict[str, Account]
+) -> None:
+    viewer = accounts["viewer"].actor()
+    pid = _new(db, admin_actor)["id"]
+    with pytest.raises(Forbidden):
+        _new(db, viewer)
+    with pytest.raises(Forbidden):
+        service.patch_patient(db, viewer, pid, PatientPatch(age=1))
+    with pytest.raises(Forbidden):
+        service.delete_patient(db, viewer, pid)
+    denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
+    assert denied == [("patient.create", None), ("patient.update", pid), ("patient.delete", pid)]
