@@ -59,6 +59,12 @@ def test_only_a_signed_in_session_has_a_key() -> None:
     assert ServerSession(cookie="id", user=actor).key == key_of("id")
 
 
+def test_a_session_holds_what_it_was_opened_with() -> None:
+    session = ServerSession({"next": "/docs"}, cookie="id", ended="idle timeout")
+    assert (dict(session), session.ended, session.modified) == ({"next": "/docs"}, "idle timeout",
+                                                                False)  # fmt: skip
+
+
 def test_a_visitor_gets_one_anchor_and_a_fresh_one_only_when_renewed() -> None:
     session = ServerSession()
     assert (session.cookie, session.cookie_changed, session.modified) == (None, False, False)
