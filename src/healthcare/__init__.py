@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         audit_delay=settings.audit_flush_ms / 1000,
+        mrn_prefix=settings.mrn_prefix,
     )
     app.extensions["healthcare.login_policy"] = LoginPolicy(
         failures_per_account=settings.login_max_failures,

@@ -42,7 +42,11 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 def _database(settings: Settings | None = None) -> Iterator[Database]:
     """The database for one command, closed afterwards (no connection outlives the command)."""
     settings = settings or load_settings()
-    db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db = Database.from_url(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        mrn_prefix=settings.mrn_prefix,
+    )
     try:
         yield db
     finally:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(0, ge=0, le=5)
     admin_password: SecretStr | None = None
     audit_flush_ms: int = Field(250, ge=10, le=10_000)
+    # Patient identity (issue 14): the letters before a medical record number's digits.
+    mrn_prefix: str = Field("MRN", pattern=r"^[A-Z]{0,8}$")
 
     @field_validator("database_url")
     @classmethod

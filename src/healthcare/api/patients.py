@@ -1,4 +1,4 @@
-"""/patients: list, read, create, replace, merge-patch, soft delete, restore."""
+"""/patients: list, read, create, replace, merge-patch, soft delete, restore, history."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from healthcare.patients.schemas import (
     DeletedPatientPage,
     PageQuery,
     Patient,
+    PatientHistory,
     PatientIn,
     PatientPage,
     PatientPatch,
     PatientPath,
     PatientQuery,
+    PatientVersion,
+    VersionPath,
 )
 
 api = APIBlueprint(
@@ -133,4 +136,27 @@ def remove(path: PatientPath) -> Response:
 def restore(path: PatientPath) -> Response:
     return patient_response(
         service.restore_patient(current_database(), current_actor(), path.patient_id)
+    )
+
+
+@api.get(
+    "/<int:patient_id>/history",
+    summary="Every version of a patient, newest first, with what each changed",
+    description="Authorised and audited as a read of the patient.",
+    responses={200: PatientHistory},
+)
+def history(path: PatientPath) -> Response:
+    return json_response(
+        service.patient_history(current_database(), current_actor(), path.patient_id)
+    )
+
+
+@api.get(
+    "/<int:patient_id>/history/<int:version>",
+    summary="One version of a patient",
+    responses={200: PatientVersion},
+)
+def version(path: VersionPath) -> Response:
+    return json_response(
+        service.patient_version(current_database(), current_actor(), path.patient_id, path.version)
     )

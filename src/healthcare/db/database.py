@@ -22,8 +22,11 @@ CREDENTIALS_TTL_SECONDS = 1.0
 
 
 class Database:
-    def __init__(self, engine: Engine, *, audit_delay: float = 0.25) -> None:
+    def __init__(
+        self, engine: Engine, *, audit_delay: float = 0.25, mrn_prefix: str = "MRN"
+    ) -> None:
         self.engine = engine
+        self.mrn_prefix = mrn_prefix  # what new medical record numbers start with
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(
             engine, process_lock=_sqlite_process_lock(engine), around=trail.batched
@@ -36,9 +39,15 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str, *, busy_timeout_ms: int = 30_000, audit_delay: float = 0.25
+        cls,
+        url: str,
+        *,
+        busy_timeout_ms: int = 30_000,
+        audit_delay: float = 0.25,
+        mrn_prefix: str = "MRN",
     ) -> Database:
-        return cls(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), audit_delay=audit_delay)
+        engine = create_db_engine(url, busy_timeout_ms=busy_timeout_ms)
+        return cls(engine, audit_delay=audit_delay, mrn_prefix=mrn_prefix)
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is durably committed."""

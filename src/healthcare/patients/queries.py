@@ -21,12 +21,12 @@ from sqlalchemy import (
     text,
 )
 
-from healthcare.db.models import patient_totals, patients
+from healthcare.db.models import SEARCH_KEYS, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import search_words
 
-PUBLIC_COLUMNS = [c for c in patients.c if c.name not in {"name_search", "deleted_at"}]
+PUBLIC_COLUMNS = [c for c in patients.c if c.name not in {*SEARCH_KEYS, "deleted_at"}]
 DELETED_COLUMNS = [*PUBLIC_COLUMNS, patients.c.deleted_at]
 SORT_COLUMNS = {
     name: patients.c[name] for name in ("id", "name", "age", "created_at", "updated_at")

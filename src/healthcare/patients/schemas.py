@@ -14,11 +14,14 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from healthcare.patients.identifiers import display_name, split_name
 
 Gender = Literal["male", "female", "other", "unknown"]
 SortKey = Literal[
@@ -74,6 +77,53 @@ Phone = Annotated[
 ]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Age = Annotated[int, Field(ge=0, le=150)]
+AddressLines = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=400),
+    AfterValidator(no_control_characters),
+    AfterValidator(_blank_is_none),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=100),
+    AfterValidator(no_control_characters),
+    AfterValidator(_blank_is_none),
+]
+PostalCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=20),
+    AfterValidator(no_control_characters),
+    AfterValidator(_blank_is_none),
+]
+IdentifierText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(no_control_characters),
+]
+NAME_FIELDS = ("name", "family_name", "given_names")
+
+
+class Identifier(BaseModel):
+    """An identifier issued by someone else: FHIR's Identifier.system and .value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    system: IdentifierText = Field(
+        description="Who issued it: a URI such as https://fhir.nhs.uk/Id/nhs-number, or a name."
+    )
+    value: IdentifierText
+
+
+def _distinct_identifiers(identifiers: list[Identifier]) -> list[Identifier]:
+    seen = {(i.system, i.value) for i in identifiers}
+    if len(seen) != len(identifiers):
+        raise ValueError("must not list the same identifier twice")
+    return identifiers
+
+
+Identifiers = Annotated[
+    list[Identifier], Field(max_length=20), AfterValidator(_distinct_identifiers)
+]
 
 
 def age_on(born: date, today: date) -> int:
@@ -88,6 +138,22 @@ def field_error(model: str, field: str, kind: str, message: str, value: Any) -> 
     """A validation error pinned to one field, for rules that look at several fields."""
     detail = InitErrorDetails(type=PydanticCustomError(kind, message), loc=(field,), input=value)
     return ValidationError.from_exception_data(model, [detail])
+
+
+def with_name_missing(exc: ValidationError | None) -> ValidationError:
+    """``exc``'s errors (if any) and a missing name, as one error."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError(error["type"], error["msg"]),
+            loc=error["loc"],
+            input=error["input"],
+        )
+        for error in (exc.errors() if exc else [])
+        if error["loc"] != ("name",)
+    ]
+    missing = PydanticCustomError("missing", "Field required unless family_name is given")
+    details.insert(0, InitErrorDetails(type=missing, loc=("name",), input=None))
+    return ValidationError.from_exception_data("PatientInput", details)
 
 
 AGE_GIVEN = {"required": ["age"], "properties": {"age": {"type": "integer"}}}
@@ -107,7 +173,17 @@ class PatientIn(BaseModel):
         json_schema_extra={"anyOf": [AGE_GIVEN, BIRTH_DATE_GIVEN]},
     )
 
-    name: Name
+    name: Name | None = Field(
+        None,
+        description="The display name. Required unless family_name is given; made from "
+        "given_names and family_name when absent.",
+    )
+    family_name: Name | None = Field(
+        None, description="Taken from the last word of name when absent."
+    )
+    given_names: OptionalText | None = Field(
+        None, description="Given names, space-separated; the words of name before the last."
+    )
     age: Age | None = Field(None, description="Required unless date_of_birth is given.")
     disease: OptionalText | None = None
     gender: Gender | None = None
@@ -116,7 +192,42 @@ class PatientIn(BaseModel):
     )
     phone: Phone | None = None
     email: EmailStr | None = None
+    address_lines: AddressLines | None = Field(None, description="Street lines, one a line.")
+    city: ShortText | None = None
+    postal_code: PostalCode | None = None
+    country: ShortText | None = None
+    identifiers: Identifiers | None = Field(
+        None, description="Further identifiers; a value is unique within its system."
+    )
     notes: Notes | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_or_family_name(cls, data: Any, handler: ModelWrapValidatorHandler) -> PatientIn:
+        """A name is required (as name or family_name), reported beside any other error."""
+        unnamed = isinstance(data, dict) and not data.get("name") and not data.get("family_name")
+        try:
+            patient = handler(data)
+        except ValidationError as exc:
+            if not unnamed:
+                raise
+            raise with_name_missing(exc) from None
+        if unnamed:
+            raise with_name_missing(None)
+        return patient
+
+    @model_validator(mode="after")
+    def _names_complete(self) -> PatientIn:
+        """Either names gives the others: see docs/patient-identity.md."""
+        sent = set(self.model_fields_set)
+        if self.name is None:
+            self.name = display_name(self.family_name or "", self.given_names)
+        elif self.family_name is None:
+            self.family_name, given = split_name(self.name)
+            self.given_names = self.given_names or given
+        # What was derived is not what the client sent (the audit row names what was sent).
+        self.__pydantic_fields_set__.intersection_update(sent)
+        return self
 
     @model_validator(mode="after")
     def _age_agrees_with_birth_date(self) -> PatientIn:
@@ -147,12 +258,19 @@ class PatientPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="PatientMergePatch")
 
     name: Name | None = None
+    family_name: Name | None = None
+    given_names: OptionalText | None = None
     age: Age | None = None
     disease: OptionalText | None = None
     gender: Gender | None = None
     date_of_birth: IsoDate | None = None
     phone: Phone | None = None
     email: EmailStr | None = None
+    address_lines: AddressLines | None = None
+    city: ShortText | None = None
+    postal_code: PostalCode | None = None
+    country: ShortText | None = None
+    identifiers: Identifiers | None = None
     notes: Notes | None = None
 
 
@@ -160,17 +278,46 @@ class Patient(BaseModel):
     """A patient as the API returns it."""
 
     id: int
+    mrn: str | None = Field(description="Medical record number, assigned by the service.")
     name: str
+    family_name: str | None
+    given_names: str | None
     age: int
     disease: str | None
     gender: Gender | None
     date_of_birth: date | None
     phone: str | None
     email: str | None
+    address_lines: str | None
+    city: str | None
+    postal_code: str | None
+    country: str | None
+    identifiers: list[Identifier]
     notes: str | None
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+class FieldChange(BaseModel):
+    field: str
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class PatientVersion(BaseModel):
+    """One version of a patient: its values after a change, the change, who made it, when."""
+
+    version: int
+    action: str = Field(description="patient.create, patient.update, patient.delete, ...")
+    changed_at: datetime
+    changed_by: str | None
+    values: dict[str, Any]
+    changes: list[FieldChange] = Field(description="What differs from the version before.")
+
+
+class PatientHistory(BaseModel):
+    items: list[PatientVersion] = Field(description="Newest first.")
 
 
 class DeletedPatient(Patient):
@@ -228,3 +375,7 @@ MAX_PATIENT_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL
 
 class PatientPath(BaseModel):
     patient_id: int = Field(ge=1, le=MAX_PATIENT_ID)
+
+
+class VersionPath(PatientPath):
+    version: int = Field(ge=1, le=MAX_PATIENT_ID)

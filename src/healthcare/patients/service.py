@@ -6,30 +6,40 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from healthcare.audit.record import audited_read, audited_write
 from healthcare.audit.trail import Event
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patients
+from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
 from healthcare.errors import Conflict, NotFound, VersionMismatch
-from healthcare.patients import queries
-from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery, age_on
+from healthcare.patients import history, identifiers, queries
+from healthcare.patients.schemas import (
+    NAME_FIELDS,
+    PageQuery,
+    PatientIn,
+    PatientPatch,
+    PatientQuery,
+    age_on,
+)
 from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
+NAME_FIELDS_SET = frozenset(NAME_FIELDS)  # name, family_name, given_names
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
+ADDRESS = ("address_lines", "city", "postal_code", "country")
 INSERT = RawStatement(
     insert(patients)
     .values(
         {
             column.key: bindparam(column.key, type_=column.type)
             for column in patients.c
-            if column.key not in {"id", "deleted_at"}
+            if column.key not in {"id", "deleted_at", "mrn", "merged_into"}
         }
     )
     .returning(patients.c.id)
@@ -41,25 +51,32 @@ def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
 
     The age follows the birth date as time passes. Rows from the raw read path carry SQLite's
     text for dates and times, rows built in Python carry objects; both serialise the same."""
-    pid, name, age, disease, gender, born, phone, email, notes, created, updated, version = row[:12]
+    stored = dict(zip(FIELDS, row, strict=False))
+    born, age = stored["date_of_birth"], stored["age"]
     if born is not None:
         if isinstance(born, str):
             born = date.fromisoformat(born)
         age = age_on(born, today or utc_now().date())
         born = born.isoformat()
+    identifiers = stored["identifiers"]
     return {
-        "id": pid,
-        "name": name,
+        "id": stored["id"],
+        "mrn": stored["mrn"],
+        "name": stored["name"],
+        "family_name": stored["family_name"],
+        "given_names": stored["given_names"],
         "age": age,
-        "disease": disease,
-        "gender": gender,
+        "disease": stored["disease"],
+        "gender": stored["gender"],
         "date_of_birth": born,
-        "phone": phone,
-        "email": email,
-        "notes": notes,
-        "created_at": rfc3339(created),
-        "updated_at": rfc3339(updated),
-        "version": version,
+        "phone": stored["phone"],
+        "email": stored["email"],
+        **{name: stored[name] for name in ADDRESS},
+        "identifiers": orjson.loads(identifiers) if identifiers else [],
+        "notes": stored["notes"],
+        "created_at": rfc3339(stored["created_at"]),
+        "updated_at": rfc3339(stored["updated_at"]),
+        "version": stored["version"],
     }
 
 
@@ -72,8 +89,13 @@ def as_row(values: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _stored_values(data: PatientIn) -> dict[str, Any]:
+    """The columns a patient's data fills: its fields, its identifiers as JSON, search keys."""
     values = data.model_dump()
-    values["name_search"] = fold(data.name)
+    values["identifiers"] = orjson.dumps(values["identifiers"] or []).decode()
+    values["name_search"] = fold(data.name or "")
+    values["family_search"] = identifiers.folded(data.family_name)
+    values["given_search"] = identifiers.folded(data.given_names)
+    values["phone_key"] = identifiers.phone_key(data.phone)
     return values
 
 
@@ -153,25 +175,50 @@ def create_patient(db: Database, actor: Actor, data: PatientIn) -> dict[str, Any
         now = utc_now()
         stored = {**values, "created_at": now, "updated_at": now, "version": 1}
         (patient_id,) = fetch_one_in(conn, INSERT, stored)
+        mrn = identifiers.mrn_for(patient_id, db.mrn_prefix)
+        conn.execute(update(patients).where(patients.c.id == patient_id).values(mrn=mrn))
+        stored.update(id=patient_id, mrn=mrn, merged_into=None)
+        _keep_identifiers(conn, patient_id, data)
         event.patient_id = patient_id
-        event.fields = [name for name in WRITABLE if values[name] is not None]
-        return to_api(as_row({**stored, "id": patient_id}))
+        event.fields = _filled_fields(data, values)
+        history.record_version(conn, stored, event, now)
+        return to_api(as_row(stored))
 
     return audited_write(db, actor.event("patient.create"), create)
+
+
+def _filled_fields(data: PatientIn, values: Mapping[str, Any]) -> list[str]:
+    """The fields a new patient has; name parts count when sent, not when derived."""
+    derived = NAME_FIELDS_SET - data.model_fields_set
+    return [
+        name
+        for name in WRITABLE
+        if values[name] not in (None, "[]") and not (name in derived and name != "name")
+    ]
 
 
 def writable_fields(current: Mapping[str, Any]) -> dict[str, Any]:
     """The fields a client may send, as they stand; a birth date makes the age implicit."""
     fields = {name: current[name] for name in WRITABLE if current[name] is not None}
+    fields["identifiers"] = orjson.loads(fields.get("identifiers") or "[]")
     if "date_of_birth" in fields:
         fields.pop("age", None)
         fields["date_of_birth"] = fields["date_of_birth"].isoformat()
     return fields
 
 
+def _derived_again(patched: set[str]) -> tuple[str, ...]:
+    """A new display name gives new name parts; new parts give a new display name."""
+    if "name" in patched:
+        return () if patched & {"family_name", "given_names"} else ("family_name", "given_names")
+    return ("name",) if patched & {"family_name", "given_names"} else ()
+
+
 def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
     """Apply an RFC 7396 merge patch and validate the result as a whole patient."""
     merged = writable_fields(current)
+    for name in _derived_again(patch.model_fields_set):
+        merged.pop(name, None)
     for name in patch.model_fields_set:
         value = getattr(patch, name)
         if value is None:
@@ -188,7 +235,8 @@ def _save(
     event.fields = [name for name in WRITABLE if current[name] != values[name]]
     if not event.fields:
         return to_api(as_row(current))
-    values.update(updated_at=utc_now(), version=current["version"] + 1)
+    now = utc_now()
+    values.update(updated_at=now, version=current["version"] + 1)
     result = conn.execute(
         update(patients)
         .where(patients.c.id == current["id"], patients.c.version == current["version"])
@@ -196,7 +244,32 @@ def _save(
     )
     if result.rowcount != 1:
         raise VersionMismatch("The patient changed while it was being saved; reload it.", None)
-    return to_api(as_row({**current, **values}))
+    if "identifiers" in event.fields:
+        _keep_identifiers(conn, current["id"], data)
+    stored = {**current, **values}
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))
+
+
+def _keep_identifiers(conn: Connection, patient_id: int, data: PatientIn) -> None:
+    """Store the patient's identifiers, refusing one that another patient holds."""
+    wanted = [(i.system, i.value) for i in data.identifiers or []]
+    for system, value in wanted:
+        holder = conn.execute(
+            select(patient_identifiers.c.patient_id).where(
+                patient_identifiers.c.system == system,
+                patient_identifiers.c.value == value,
+                patient_identifiers.c.patient_id != patient_id,
+            )
+        ).scalar()
+        if holder is not None:
+            raise Conflict(f"Patient {holder} already has the identifier {system}|{value}.")
+    conn.execute(delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id))
+    if wanted:
+        conn.execute(
+            insert(patient_identifiers),
+            [{"patient_id": patient_id, "system": s, "value": v} for s, v in wanted],
+        )
 
 
 def _update(
@@ -243,15 +316,13 @@ def delete_patient(
 ) -> None:
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.delete", patient_id)
 
-    def soft_delete(conn: Connection, _event: Event) -> None:
+    def soft_delete(conn: Connection, event: Event) -> None:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         now = utc_now()
-        conn.execute(
-            update(patients)
-            .where(patients.c.id == patient_id)
-            .values(deleted_at=now, updated_at=now, version=current["version"] + 1)
-        )
+        values = {"deleted_at": now, "updated_at": now, "version": current["version"] + 1}
+        conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
+        history.record_version(conn, {**current, **values}, event, now)
 
     audited_write(db, actor.event("patient.delete", patient_id=patient_id), soft_delete)
 
@@ -260,12 +331,13 @@ def restore_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, An
     """Undo a delete: clinicians may, so that "undo" works for whoever deleted by mistake."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.restore", patient_id)
 
-    def restore(conn: Connection, _event: Event) -> dict[str, Any]:
+    def restore(conn: Connection, event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
+        history.record_version(conn, {**current, **values}, event, values["updated_at"])
         return to_api(as_row({**current, **values}))
 
     return audited_write(db, actor.event("patient.restore", patient_id=patient_id), restore)
@@ -279,6 +351,45 @@ def purge_patient(db: Database, actor: Actor, patient_id: int) -> None:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted; delete it before purging it.")
+        history.forget(conn, patient_id)
+        conn.execute(
+            delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id)
+        )
         conn.execute(delete(patients).where(patients.c.id == patient_id))
 
     audited_write(db, actor.event("patient.purge", patient_id=patient_id), purge)
+
+
+def _readable_history(conn: Connection, actor: Actor, patient_id: int) -> None:
+    """A deleted patient's history is for those who may see deleted patients."""
+    current = _load(conn, patient_id, include_deleted=True)
+    if current["deleted_at"] is not None and not actor.may(Permission.MANAGE_DELETED):
+        raise NotFound(f"No patient with id {patient_id}.")
+
+
+def patient_history(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
+    """Every version of a patient, newest first, with what each changed: read like the record."""
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            _readable_history(conn, actor, patient_id)
+            return {"items": history.versions(conn, patient_id)}
+
+    event = actor.event("patient.read", patient_id=patient_id, detail="history")
+    return audited_read(db, event, read)
+
+
+def patient_version(db: Database, actor: Actor, patient_id: int, number: int) -> dict[str, Any]:
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            _readable_history(conn, actor, patient_id)
+            version = history.one_version(conn, patient_id, number)
+        if version is None:
+            raise NotFound(f"Patient {patient_id} has no version {number}.")
+        return version
+
+    event = actor.event("patient.read", patient_id=patient_id, detail=f"history version {number}")
+    return audited_read(db, event, read)
