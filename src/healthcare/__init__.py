@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from healthcare import api, observability, ui
+from healthcare import api, fhir, observability, ui
 from healthcare.api.fast_lane import FastLane
 from healthcare.api.problems import Problem, validation_problem
 from healthcare.auth import web
@@ -68,5 +68,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     observability.init_app(app)
     api.init_app(app)
+    fhir.init_app(app)
     ui.init_app(app)
     return app

@@ -19,6 +19,11 @@ class NotFound(ServiceError):
     outcome = "not_found"
 
 
+class Deleted(NotFound):
+    """The record existed and was (soft-)deleted: the JSON API answers 404 as for any missing
+    record, FHIR answers 410 Gone."""
+
+
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"

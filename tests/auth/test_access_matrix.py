@@ -35,6 +35,11 @@ class Route:
 
 
 PATIENT = {"name": "Matrix Patient", "age": 40}
+FHIR_PATIENT = {
+    "resourceType": "Patient",
+    "name": [{"family": "Matrix"}],
+    "birthDate": "1980-01-02",
+}
 ROUTES: dict[str, Route] = {
     "health_api.healthz": Route("GET", "/healthz", None),
     "health_api.readyz": Route("GET", "/readyz", None),
@@ -94,6 +99,14 @@ ROUTES: dict[str, Route] = {
         "POST", "/tokens", ADMINS, {"username": "spare", "label": "ci"}
     ),
     "users_api.revoke_token": Route("DELETE", "/tokens/{spare_token}", ADMINS),
+    "fhir.metadata": Route("GET", "/fhir/metadata", None),
+    "fhir.search": Route("GET", "/fhir/Patient", READERS),
+    "fhir.create": Route("POST", "/fhir/Patient", WRITERS, FHIR_PATIENT),
+    "fhir.read": Route("GET", "/fhir/Patient/{pid}", READERS),
+    "fhir.update": Route("PUT", "/fhir/Patient/{pid}", WRITERS, {**FHIR_PATIENT, "id": "{pid}"}),
+    "fhir.delete": Route("DELETE", "/fhir/Patient/{pid}", WRITERS),
+    "fhir.history": Route("GET", "/fhir/Patient/{pid}/_history", READERS),
+    "fhir.vread": Route("GET", "/fhir/Patient/{pid}/_history/1", READERS),
 }
 UNAUTHENTICATED = ["anonymous", "garbage token", "revoked token", "expired token", "disabled user"]
 
@@ -129,7 +142,11 @@ def world(engine: Engine, accounts: dict[str, Account], client: FlaskClient) -> 
 
 def _call(client: FlaskClient, route: Route, world: World, caller: str) -> Any:
     path = route.path.format(**world.ids)
-    return client.open(path, method=route.method, json=route.body, headers=world.headers[caller])
+    body = route.body and {
+        key: value.format(**world.ids) if isinstance(value, str) else value
+        for key, value in route.body.items()
+    }
+    return client.open(path, method=route.method, json=body, headers=world.headers[caller])
 
 
 def _allowed(route: Route, role: Role) -> bool:

@@ -33,6 +33,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "ui.login",
         "docs.docs_script",
         "docs.docs_asset",
+        "fhir.metadata",
     }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -17,7 +17,7 @@ from healthcare.db.database import Database
 from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
-from healthcare.errors import Conflict, NotFound, VersionMismatch
+from healthcare.errors import Conflict, Deleted, NotFound, VersionMismatch
 from healthcare.patients import history, identifiers, queries
 from healthcare.patients.schemas import (
     NAME_FIELDS,
@@ -101,8 +101,10 @@ def _stored_values(data: PatientIn) -> dict[str, Any]:
 
 def _load(conn: Connection, patient_id: int, *, include_deleted: bool = False) -> dict[str, Any]:
     row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).mappings().first()
-    if row is None or (row["deleted_at"] is not None and not include_deleted):
+    if row is None:
         raise NotFound(f"No patient with id {patient_id}.")
+    if row["deleted_at"] is not None and not include_deleted:
+        raise Deleted(f"Patient {patient_id} has been deleted.")
     return dict(row)
 
 
@@ -115,13 +117,22 @@ def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
         )
 
 
+def _missing(db: Database, patient_id: int) -> NotFound:
+    """Why a patient cannot be read: deleted, or never there."""
+    with db.engine.connect() as conn:
+        row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).first()
+    if row is not None and row.deleted_at is not None:
+        return Deleted(f"Patient {patient_id} has been deleted.")
+    return NotFound(f"No patient with id {patient_id}.")
+
+
 def get_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
     authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
 
     def read() -> dict[str, Any]:
         [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
         if not rows:
-            raise NotFound(f"No patient with id {patient_id}.")
+            raise _missing(db, patient_id)
         return to_api(rows[0])
 
     return audited_read(db, actor.event("patient.read", patient_id=patient_id), read)
