@@ -179,6 +179,21 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     click.echo(f"patient {patient_id} purged")
 
 
+@patients.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv",
+              show_default=True, help="CSV (docs/fhir.md) or FHIR NDJSON.")  # fmt: skip
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write [default: standard output].")  # fmt: skip
+@_fail_cleanly
+def patients_export(fmt: str, output: Any) -> None:
+    """Write every patient that is not deleted; each is in the audit trail as exported."""
+    from healthcare.exchange import export_lines
+
+    with _database() as db:
+        for chunk in export_lines(db, Actor.operator(), fmt):  # type: ignore[arg-type]
+            output.write(chunk)
+
+
 def _record(db: Database, action: str, detail: str) -> None:
     """An operator's action on the whole database, in the audit trail."""
     from healthcare.audit.trail import append
