@@ -194,6 +194,40 @@ def patients_export(fmt: str, output: Any) -> None:
             output.write(chunk)
 
 
+@patients.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default=None,
+              help="[default: from the file name: .ndjson/.jsonl or CSV]")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Create the valid rows even if some are not.")
+@_fail_cleanly
+def patients_import(path: str, fmt: str | None, dry_run: bool, skip_invalid: bool) -> None:
+    """Create patients from a CSV file (header: docs/fhir.md) or FHIR NDJSON. Nothing is
+    written when any row has a problem, unless --skip-invalid."""
+    from healthcare.exchange import format_of, read_patients
+    from healthcare.exchange.tabular import UnreadableFile
+    from healthcare.patients.bulk import import_patients
+
+    chosen = fmt or format_of(path)
+    with _database() as db, open(path, encoding="utf-8-sig", newline="") as lines:
+        rows = read_patients(lines, chosen)  # type: ignore[arg-type]
+        try:
+            report = import_patients(
+                db, Actor.operator(), rows, dry_run=dry_run, skip_invalid=skip_invalid
+            )
+        except (UnreadableFile, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"{path}: {exc}") from None
+    for number, message in report.problems:
+        click.echo(f"row {number}: {message}", err=True)
+    if report.written:
+        click.echo(f"created {len(report.created)} of {report.rows} patients")
+    else:
+        verb = "would create" if dry_run else "nothing written; would create"
+        click.echo(f"{verb} {report.to_create} of {report.rows} patients")
+    if report.problems and not (dry_run or report.written):
+        raise SystemExit(1)
+
+
 def _record(db: Database, action: str, detail: str) -> None:
     """An operator's action on the whole database, in the audit trail."""
     from healthcare.audit.trail import append

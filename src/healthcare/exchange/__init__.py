@@ -15,13 +15,12 @@ from healthcare.auth.access import Actor
 from healthcare.db.database import Database
 from healthcare.exchange import ndjson, tabular
 from healthcare.fhir.resources import InvalidRequest
-from healthcare.patients.bulk import export_patients
+from healthcare.patients.bulk import Row, export_patients
 from healthcare.patients.schemas import PatientIn
 
 Format = Literal["csv", "ndjson"]
 FORMATS: tuple[Format, ...] = ("csv", "ndjson")
 MEDIA_TYPES = {"csv": "text/csv", "ndjson": "application/fhir+ndjson"}
-Row = tuple[int, PatientIn | list[str]]
 
 
 def export_lines(db: Database, actor: Actor, fmt: Format) -> Iterator[str]:
@@ -31,6 +30,11 @@ def export_lines(db: Database, actor: Actor, fmt: Format) -> Iterator[str]:
     write = tabular.patient_line if fmt == "csv" else ndjson.patient_line
     for batch in export_patients(db, actor, fmt):
         yield "".join(write(patient) for patient in batch)
+
+
+def format_of(path: str) -> Format:
+    """The format a file's name says: .ndjson or .jsonl for NDJSON, CSV otherwise."""
+    return "ndjson" if path.lower().endswith((".ndjson", ".jsonl")) else "csv"
 
 
 def read_patients(lines: Iterable[str], fmt: Format) -> Iterator[Row]:

@@ -21,6 +21,10 @@ ASSIGNED = frozenset({"id", "mrn", "version", "created_at", "updated_at"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
+class UnreadableFile(ValueError):
+    """The file as a whole cannot be read as patients (not one row's problem)."""
+
+
 def neutralised(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
@@ -57,7 +61,7 @@ def read_rows(text: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(text)
     unknown = set(reader.fieldnames or ()) - set(HEADER)
     if unknown:
-        raise ValueError(f"unknown columns: {', '.join(sorted(unknown))}")
+        raise UnreadableFile(f"unknown columns: {', '.join(sorted(unknown))} (see docs/fhir.md)")
     for number, row in enumerate(reader, start=2):
         yield number, _fields(row)
 

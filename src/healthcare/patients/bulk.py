@@ -3,19 +3,22 @@ front ends' business (healthcare.exchange); rules and the audit trail are here."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patients
+from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
-from healthcare.patients.service import to_api
+from healthcare.patients.schemas import PatientIn
+from healthcare.patients.service import insert_patient, to_api
 
 EXPORT_BATCH = 2_000
 NEXT_BATCH = RawStatement(
@@ -43,3 +46,95 @@ def export_patients(
         db.write(lambda conn, events=events: append(conn, events))
         yield items
         after = items[-1]["id"]
+
+
+IMPORT_BATCH = 1_000
+Row = tuple[int, PatientIn | list[str]]
+
+
+@dataclass
+class ImportReport:
+    """What an import did or, on a dry run, would do. ``problems``: (row number, message)."""
+
+    rows: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    valid: list[tuple[int, PatientIn]] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+    written: bool = False
+
+    @property
+    def to_create(self) -> int:
+        return len(self.valid)
+
+
+def import_patients(
+    db: Database,
+    actor: Actor,
+    rows: Iterable[Row],
+    *,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+) -> ImportReport:
+    """Create a patient for each valid row. Nothing is written when any row has a problem,
+    unless ``skip_invalid``; then the valid rows are. Rows are written a thousand to a
+    transaction, each patient audited as created (detail "import"), so that other requests
+    keep being served while a large file goes in."""
+    authorize(db, actor, Permission.BULK_TRANSFER, "patient.import")
+    report = ImportReport()
+    for number, data in rows:
+        report.rows += 1
+        if isinstance(data, PatientIn):
+            report.valid.append((number, data))
+        else:
+            report.problems += [(number, message) for message in data]
+    _identifier_conflicts(db, report)
+    if dry_run or (report.problems and not skip_invalid):
+        return report
+    for start in range(0, len(report.valid), IMPORT_BATCH):
+        chunk = report.valid[start : start + IMPORT_BATCH]
+        report.created += db.write(partial(_create_all, db, actor, chunk))
+        report.written = True
+    return report
+
+
+def _create_all(
+    db: Database, actor: Actor, chunk: list[tuple[int, PatientIn]], conn: Connection
+) -> list[int]:
+    events = []
+    for _number, data in chunk:
+        event = actor.event("patient.create", detail="import")
+        insert_patient(conn, data, None, event, db.mrn_prefix)
+        events.append(event)
+    append(conn, events)
+    return [event.patient_id for event in events if event.patient_id is not None]
+
+
+def _identifier_conflicts(db: Database, report: ImportReport) -> None:
+    """Rows whose identifier another row or a patient on record has: problems, not created."""
+    holders = _holders(db, {i.system for _n, data in report.valid for i in data.identifiers or []})
+    seen: dict[tuple[str, str], int] = {}
+    kept = []
+    for number, data in report.valid:
+        clashes = []
+        for identifier in data.identifiers or []:
+            key = (identifier.system, identifier.value)
+            if key in holders:
+                clashes.append(f"identifiers: patient {holders[key]} already has {'|'.join(key)}")
+            elif key in seen:
+                clashes.append(f"identifiers: row {seen[key]} has {'|'.join(key)} too")
+            seen.setdefault(key, number)
+        report.problems += [(number, message) for message in clashes]
+        if not clashes:
+            kept.append((number, data))
+    report.valid = kept
+    report.problems.sort()
+
+
+def _holders(db: Database, systems: set[str]) -> dict[tuple[str, str], int]:
+    if not systems:
+        return {}
+    statement = select(
+        patient_identifiers.c.system, patient_identifiers.c.value, patient_identifiers.c.patient_id
+    ).where(patient_identifiers.c.system.in_(sorted(systems)))
+    with db.engine.connect() as conn:
+        return {(system, value): pid for system, value, pid in conn.execute(statement)}

@@ -183,19 +183,33 @@ def create_patient(db: Database, actor: Actor, data: PatientIn) -> dict[str, Any
     values = _stored_values(data)
 
     def create(conn: Connection, event: Event) -> dict[str, Any]:
-        now = utc_now()
-        stored = {**values, "created_at": now, "updated_at": now, "version": 1}
-        (patient_id,) = fetch_one_in(conn, INSERT, stored)
-        mrn = identifiers.mrn_for(patient_id, db.mrn_prefix)
-        conn.execute(update(patients).where(patients.c.id == patient_id).values(mrn=mrn))
-        stored.update(id=patient_id, mrn=mrn, merged_into=None)
-        _keep_identifiers(conn, patient_id, data)
-        event.patient_id = patient_id
-        event.fields = _filled_fields(data, values)
-        history.record_version(conn, stored, event, now)
-        return to_api(as_row(stored))
+        return insert_patient(conn, data, values, event, db.mrn_prefix)
 
     return audited_write(db, actor.event("patient.create"), create)
+
+
+def insert_patient(
+    conn: Connection,
+    data: PatientIn,
+    values: dict[str, Any] | None,
+    event: Event,
+    mrn_prefix: str,
+) -> dict[str, Any]:
+    """Store a new patient (its record number, identifiers, first version) in the caller's
+    transaction, and complete its audit event. ``values``: the stored values, when the
+    caller has them already."""
+    values = values or _stored_values(data)
+    now = utc_now()
+    stored = {**values, "created_at": now, "updated_at": now, "version": 1}
+    (patient_id,) = fetch_one_in(conn, INSERT, stored)
+    mrn = identifiers.mrn_for(patient_id, mrn_prefix)
+    conn.execute(update(patients).where(patients.c.id == patient_id).values(mrn=mrn))
+    stored.update(id=patient_id, mrn=mrn, merged_into=None)
+    _keep_identifiers(conn, patient_id, data)
+    event.patient_id = patient_id
+    event.fields = _filled_fields(data, values)
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))
 
 
 def _filled_fields(data: PatientIn, values: Mapping[str, Any]) -> list[str]:
