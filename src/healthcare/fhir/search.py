@@ -28,7 +28,8 @@ PREFIXES = ("eq", "ge", "le", "gt", "lt")
 PLAIN = {"name": "q", "family": "family", "given": "given", "gender": "gender",
          "phone": "phone", "email": "email"}  # fmt: skip
 PAGING = ("_after", "_before")
-IGNORED = frozenset({"_format"})  # always JSON
+# Always JSON, always an accurate total; fhirpy's count() sends _totalMethod.
+IGNORED = frozenset({"_format", "_total", "_totalMethod"})
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,12 @@ def _telecom(value: str) -> dict[str, Any]:
 
 
 def _count(value: str | None) -> int:
+    """The page size: 0 asks for the total alone."""
     if value is None:
         return DEFAULT_COUNT
     if not value.isdigit():
         raise InvalidRequest([("_count", "must be a whole number")])
-    return max(1, min(int(value), MAX_COUNT))
+    return min(int(value), MAX_COUNT)
 
 
 def _cursor(value: str | None, name: str) -> int | None:
@@ -146,7 +148,7 @@ def _date_span(value: str) -> tuple[date, date]:
         raise InvalidRequest([("birthdate", f"{value!r} is not a date")]) from None
 
 
-def birth_date_range(values: list[str]) -> dict[str, date]:
+def birth_date_range(values: list[str]) -> dict[str, str]:
     """born_from/born_to for birthdate values with prefixes, all of which must hold."""
     low, high = date.min, date.max
     for value in values:
@@ -162,11 +164,11 @@ def birth_date_range(values: list[str]) -> dict[str, date]:
             low = max(low, last + timedelta(days=1))
         if prefix == "lt":
             high = min(high, first - timedelta(days=1))
-    found: dict[str, date] = {}
+    found: dict[str, str] = {}
     if low != date.min:
-        found["born_from"] = low
+        found["born_from"] = low.isoformat()
     if high != date.max:
-        found["born_to"] = high
+        found["born_to"] = high.isoformat()
     return found
 
 

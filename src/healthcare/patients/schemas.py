@@ -367,6 +367,35 @@ class PatientQuery(PageQuery):
     )
     disease: str | None = Field(None, max_length=200, description="Exact disease, any case.")
     gender: Gender | None = None
+    family: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Start of the family name; case and accents ignored.",
+    )
+    given: str | None = Field(
+        None, min_length=1, max_length=200, description="Start of the given names."
+    )
+    date_of_birth: IsoDate | None = Field(None, description="Born on this day.")
+    born_from: IsoDate | None = Field(None, description="Born on or after this day.")
+    born_to: IsoDate | None = Field(None, description="Born on or before this day.")
+    phone: Phone | None = Field(
+        None, description="A phone number in any format; its last nine digits must match."
+    )
+    identifier: str | None = Field(
+        None,
+        pattern=r"^[^|]{1,200}\|[^|]{1,200}$",
+        description="system|value, exact: e.g. https://fhir.nhs.uk/Id/nhs-number|9434765919.",
+    )
+    mrn: str | None = Field(None, max_length=40, description="Medical record number, exact.")
+    email: str | None = Field(None, max_length=254, description="E-mail address, any case.")
+    id: int | None = Field(None, ge=0, le=2**31 - 1, description="The patient with this id.")
+    after: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="Only patients with a greater id (keyset paging)."
+    )
+    before: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Only patients with a smaller id (keyset paging)."
+    )
     sort: SortKey = Field("id", description="Field to sort by; a leading - sorts descending.")
 
 
