@@ -122,7 +122,9 @@ def seed(count: int, random_seed: int | None) -> None:
 
     with _database() as db:
         migrate.upgrade(db.engine)
-        written = insert_synthetic(db.engine, count, random_seed=random_seed)
+        written = insert_synthetic(
+            db.engine, count, random_seed=random_seed, mrn_prefix=db.mrn_prefix
+        )
     click.echo(f"inserted {written} patients")
 
 
