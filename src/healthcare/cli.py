@@ -122,7 +122,9 @@ def seed(count: int, random_seed: int | None) -> None:
 
     with _database() as db:
         migrate.upgrade(db.engine)
-        written = insert_synthetic(db.engine, count, random_seed=random_seed)
+        written = insert_synthetic(
+            db.engine, count, random_seed=random_seed, mrn_prefix=db.mrn_prefix
+        )
     click.echo(f"inserted {written} patients")
 
 
@@ -200,8 +202,12 @@ def patients_export(fmt: str, output: Any) -> None:
               help="[default: from the file name: .ndjson/.jsonl or CSV]")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
 @click.option("--skip-invalid", is_flag=True, help="Create the valid rows even if some are not.")
+@click.option("--confirm-duplicates", is_flag=True,
+              help="Create rows that look like patients on record too.")  # fmt: skip
 @_fail_cleanly
-def patients_import(path: str, fmt: str | None, dry_run: bool, skip_invalid: bool) -> None:
+def patients_import(
+    path: str, fmt: str | None, dry_run: bool, skip_invalid: bool, confirm_duplicates: bool
+) -> None:
     """Create patients from a CSV file (header: docs/fhir.md) or FHIR NDJSON. Nothing is
     written when any row has a problem, unless --skip-invalid."""
     from healthcare.exchange import format_of, read_patients
@@ -213,7 +219,12 @@ def patients_import(path: str, fmt: str | None, dry_run: bool, skip_invalid: boo
         rows = read_patients(lines, chosen)  # type: ignore[arg-type]
         try:
             report = import_patients(
-                db, Actor.operator(), rows, dry_run=dry_run, skip_invalid=skip_invalid
+                db,
+                Actor.operator(),
+                rows,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+                confirm_duplicates=confirm_duplicates,
             )
         except (UnreadableFile, UnicodeDecodeError) as exc:
             raise click.UsageError(f"{path}: {exc}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
@@ -28,6 +30,17 @@ class Conflict(ServiceError):
     status = 409
     title = "Conflict"
     outcome = "conflict"
+
+
+class PossibleDuplicates(Conflict):
+    """The new or changed patient looks like patients already on record: the caller shows
+    them and may confirm that this is somebody else."""
+
+    outcome = "possible_duplicate"
+
+    def __init__(self, detail: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.candidates = candidates
 
 
 class VersionMismatch(ServiceError):

@@ -16,7 +16,8 @@ from healthcare.db.database import Database
 from healthcare.errors import Forbidden
 from healthcare.exchange import export_lines, tabular
 from healthcare.patients.bulk import export_patients
-from tests.conftest import Account, audit_rows, new_patient
+from tests.conftest import Account, audit_rows
+from tests.fhir.conftest import confirmed_patient
 
 DANGEROUS = ['=HYPERLINK("http://evil")', "+1+2", "-3", "@SUM(A1)", "\tx", "\rx", "'quoted"]
 
@@ -37,8 +38,8 @@ def test_plain_cells_are_left_alone() -> None:
 def test_csv_export_has_the_header_and_neutralised_cells(
     runner: CliRunner, client: FlaskClient
 ) -> None:
-    patient = new_patient(client, disease="=cmd|' /C calc'!A0", phone="+44 20 7946 0958")
-    new_patient(client, name="Deleted Person")
+    patient = confirmed_patient(client, disease="=cmd|' /C calc'!A0", phone="+44 20 7946 0958")
+    confirmed_patient(client, name="Deleted Person")
     client.delete("/patients/2")
     result = runner.invoke(main, ["patients", "export", "--format", "csv"])
     assert result.exit_code == 0, result.output
@@ -51,7 +52,7 @@ def test_csv_export_has_the_header_and_neutralised_cells(
 
 
 def test_ndjson_export_is_one_valid_patient_a_line(runner: CliRunner, client: FlaskClient) -> None:
-    ids = [new_patient(client, name=f"Person {i}")["id"] for i in range(3)]
+    ids = [confirmed_patient(client, name=f"Person {i}")["id"] for i in range(3)]
     result = runner.invoke(main, ["patients", "export", "--format", "ndjson"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -62,7 +63,7 @@ def test_ndjson_export_is_one_valid_patient_a_line(runner: CliRunner, client: Fl
 def test_an_export_is_audited_with_each_patient_it_held(
     client: FlaskClient, db: Database, accounts: dict[str, Account]
 ) -> None:
-    ids = [new_patient(client, name=f"Person {i}")["id"] for i in range(5)]
+    ids = [confirmed_patient(client, name=f"Person {i}")["id"] for i in range(5)]
     admin = accounts["admin"].actor()
     batches = list(export_patients(db, admin, "csv", batch=2))
     assert [len(batch) for batch in batches] == [2, 2, 1]

@@ -13,6 +13,7 @@ from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.exchange import tabular
 from tests.conftest import audit_rows, empty_all_tables, new_patient
+from tests.fhir.conftest import confirmed_patient
 
 HEADER = "name,family_name,given_names,date_of_birth,age,gender,phone,email,identifiers\n"
 GOOD = "Asha Verma,,,1990-02-28,,female,+44 20 7946 0958,asha@example.org,urn:nhs|1\n"
@@ -80,6 +81,19 @@ def test_identifiers_held_by_a_patient_or_another_row_are_problems(
     assert "would create 1 of 3" in result.output
 
 
+def test_likely_duplicates_of_patients_on_record_are_not_created_unless_confirmed(
+    runner: CliRunner, client: FlaskClient, tmp_path: Path
+) -> None:
+    on_record = new_patient(client, date_of_birth="1990-02-28", age=None, phone="020 7946 0958")
+    path = write(tmp_path, HEADER + GOOD.replace("urn:nhs|1", "") + ALSO_GOOD)
+    result = runner.invoke(main, ["patients", "import", path, "--skip-invalid"])
+    assert f"row 2: possible duplicate of patient {on_record['id']} (Asha Verma" in result.output
+    assert "created 1 of 2" in result.output
+    result = runner.invoke(main, ["patients", "import", path, "--confirm-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert total(client) == 4
+
+
 def test_unknown_columns_are_refused(runner: CliRunner, tmp_path: Path) -> None:
     path = write(tmp_path, "name,shoe_size\nA B,9\n")
     result = runner.invoke(main, ["patients", "import", path])
@@ -109,14 +123,14 @@ def comparable(client: FlaskClient) -> list[dict[str, Any]]:
 def test_export_then_import_into_an_empty_database_loses_nothing(
     fmt: str, runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
 ) -> None:
-    new_patient(client, disease="=1+1", phone="+1 555 0100", notes="Line one\nline two")
-    new_patient(
+    confirmed_patient(client, disease="=1+1", phone="+1 555 0100", notes="Line one\nline two")
+    confirmed_patient(
         client, name="Zoë Ångström", date_of_birth="1990-02-28", age=None, gender="female",
         address_lines="1 High St\nFlat 2", city="Leeds", postal_code="LS1", country="GB",
         identifiers=[{"system": "urn:a", "value": "-7"}, {"system": "urn:b", "value": "@x"}],
         email="zoe@example.org", notes="'quoted",
     )  # fmt: skip
-    new_patient(client, family_name="Solo", given_names=None, name=None, age=0)
+    confirmed_patient(client, family_name="Solo", given_names=None, name=None, age=0)
     before = comparable(client)
     exported = runner.invoke(main, ["patients", "export", "--format", fmt])
     path = write(tmp_path, exported.output, f"out.{fmt}")

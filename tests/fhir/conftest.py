@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 FHIR_JSON = "application/fhir+json"
@@ -41,3 +42,12 @@ def patient_body(**overrides: Any) -> dict[str, Any]:
         "address": [{"line": ["534 Erewhon St"], "city": "PleasantVille", "postalCode": "3999"}],
         **overrides,
     }
+
+
+def confirmed_patient(client: FlaskClient, **fields: Any) -> dict[str, Any]:
+    """A patient through the JSON API, confirmed not to be a duplicate of the test's others
+    (tests make many alike)."""
+    body = {"name": "Asha Verma", "age": 34, **fields}
+    response = client.post("/patients?confirm_not_duplicate=true", json=body)
+    assert response.status_code == 201, response.json
+    return response.json

@@ -7,14 +7,19 @@ from flask.testing import FlaskClient
 
 from healthcare.db.database import Database
 from healthcare.fhir.resources import AGE, DISEASE, MRN_SYSTEM, NOTES
-from tests.conftest import audit_rows, new_patient
-from tests.fhir.conftest import fhir, outcome, patient_body
+from tests.conftest import audit_rows
+from tests.fhir.conftest import confirmed_patient, fhir, outcome, patient_body
 
 FHIR_HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
 
 def create(client: FlaskClient, **overrides: object) -> dict:
-    response = client.post("/fhir/Patient", json=patient_body(**overrides), headers=FHIR_HEADERS)
+    """A new patient, confirmed not to be a duplicate of the ones the test made before."""
+    response = client.post(
+        "/fhir/Patient?confirm_not_duplicate=true",
+        json=patient_body(**overrides),
+        headers=FHIR_HEADERS,
+    )
     return fhir(response, 201)
 
 
@@ -63,7 +68,7 @@ def test_a_created_patient_reads_back_with_every_element(client: FlaskClient) ->
 
 
 def test_the_json_api_and_fhir_show_the_same_record(client: FlaskClient) -> None:
-    patient = new_patient(client, family_name="Verma", given_names="Asha", disease="Flu")
+    patient = confirmed_patient(client, family_name="Verma", given_names="Asha", disease="Flu")
     resource = fhir(client.get(f"/fhir/Patient/{patient['id']}"), 200)
     assert resource["identifier"][0]["value"] == patient["mrn"]
     assert resource["name"][0]["family"] == "Verma"
@@ -149,12 +154,28 @@ def test_conditional_create_returns_the_patient_the_identifier_finds(client: Fla
     condition = {"If-None-Exist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"}
     again = client.post("/fhir/Patient", json=patient_body(), headers=condition)
     assert fhir(again, 200)["id"] == patient["id"]
-    other = patient_body(identifier=[{"system": "urn:other", "value": "1"}])
+    other = patient_body(
+        identifier=[{"system": "urn:other", "value": "1"}],
+        name=[{"family": "Jones", "given": ["Ann"]}],
+        birthDate="2001-01-01",
+        telecom=[],
+    )
     condition = {"If-None-Exist": "identifier=urn:other|1"}
     assert (
         fhir(client.post("/fhir/Patient", json=other, headers=condition), 201)["id"]
         != (patient["id"])
     )
+
+
+def test_a_likely_duplicate_is_refused_naming_it_unless_confirmed(client: FlaskClient) -> None:
+    first = create(client)
+    twin = patient_body(identifier=[], telecom=[])
+    refused = client.post("/fhir/Patient", json=twin, headers=FHIR_HEADERS)
+    issues = outcome(refused, 409)
+    assert [issue["code"] for issue in issues[:2]] == ["duplicate", "duplicate"]
+    assert issues[1]["diagnostics"].startswith(f"Patient/{first['id']} (Peter James Chalmers")
+    confirmed = client.post("/fhir/Patient?confirm_not_duplicate=true", json=twin)
+    assert fhir(confirmed, 201)["id"] != first["id"]
 
 
 def test_conditional_create_matching_several_patients_is_412(client: FlaskClient) -> None:

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from healthcare.db.database import Database
 from healthcare.fhir.search import birth_date_range
-from tests.conftest import audit_rows, new_patient
-from tests.fhir.conftest import fhir, outcome
+from tests.conftest import audit_rows
+from tests.fhir.conftest import confirmed_patient, fhir, outcome
 
 
 def search(client: FlaskClient, query: str) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def born(client: FlaskClient) -> dict[str, int]:
     """Patients born on days around 1980-06-15, by that day."""
     days = ("1979-12-31", "1980-01-01", "1980-06-14", "1980-06-15", "1980-06-16", "1981-01-01")
     return {
-        day: new_patient(client, name=f"Born {day}", date_of_birth=day, age=None)["id"]
+        day: confirmed_patient(client, name=f"Born {day}", date_of_birth=day, age=None)["id"]
         for day in days
     }
 
@@ -70,12 +70,12 @@ def test_a_birth_date_span_takes_month_lengths_and_leap_years() -> None:
 
 
 def test_each_parameter_finds_its_patient(client: FlaskClient) -> None:
-    target = new_patient(
+    target = confirmed_patient(
         client, name=None, family_name="Ångström", given_names="Zoë Ann", gender="female",
         phone="+44 20 7946 0958", email="Zoe@Example.org", date_of_birth="1990-02-28", age=None,
         identifiers=[{"system": "urn:nhs", "value": "943"}],
     )  # fmt: skip
-    new_patient(client, name="Zed Angel", gender="male", phone="555 0101")
+    confirmed_patient(client, name="Zed Angel", gender="male", phone="555 0101")
     queries = [
         f"_id={target['id']}", "identifier=urn:nhs|943", f"identifier={target['mrn']}",
         f"identifier=urn:healthcare:mrn|{target['mrn']}", "name=zoe", "name=angs",
@@ -88,7 +88,7 @@ def test_each_parameter_finds_its_patient(client: FlaskClient) -> None:
 
 
 def test_unmatched_and_impossible_values_find_nobody(client: FlaskClient) -> None:
-    new_patient(client)
+    confirmed_patient(client)
     for query in ("_id=999", "_id=abc", "identifier=urn:nhs|nope", "family=zzz", "gender=other"):
         bundle = search(client, query)
         assert (bundle["total"], ids(bundle)) == (0, []), query
@@ -119,7 +119,7 @@ def test_what_is_not_supported_is_a_400_naming_the_parameter(
 
 
 def test_pages_link_forward_and_back_by_key(client: FlaskClient) -> None:
-    made = [new_patient(client, name=f"Page Person{i}")["id"] for i in range(5)]
+    made = [confirmed_patient(client, name=f"Page Person{i}")["id"] for i in range(5)]
     first = search(client, "name=page&_count=2")
     assert (first["total"], ids(first)) == (5, made[:2])
     assert link(first, "previous") is None
@@ -139,7 +139,7 @@ def test_pages_link_forward_and_back_by_key(client: FlaskClient) -> None:
 
 def test_count_zero_gives_the_total_alone(client: FlaskClient) -> None:
     for i in range(3):
-        new_patient(client, name=f"Counted {i}")
+        confirmed_patient(client, name=f"Counted {i}")
     bundle = search(client, "name=counted&_count=0")
     assert (bundle["total"], ids(bundle)) == (3, [])
 

@@ -1,4 +1,4 @@
-"""/patients: list, read, create, replace, merge-patch, soft delete, restore, history."""
+"""/patients: list, read, create, replace, merge-patch, soft delete, restore, history, matches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from healthcare.db.database import current_database
 from healthcare.patients import service
 from healthcare.patients.schemas import (
     DeletedPatientPage,
+    DuplicateCandidate,
+    DuplicateCandidates,
+    MatchQuery,
     PageQuery,
     Patient,
     PatientHistory,
@@ -22,6 +25,7 @@ from healthcare.patients.schemas import (
     PatientQuery,
     PatientVersion,
     VersionPath,
+    WriteOptions,
 )
 
 api = APIBlueprint(
@@ -38,8 +42,18 @@ BODY_TYPES = {
     "patients_api.create": JSON_TYPES,
     "patients_api.replace": JSON_TYPES,
     "patients_api.patch": MERGE_PATCH_TYPES,
+    "patients_api.matches": JSON_TYPES,
 }
-CHANGES = {412: Problem, 422: Problem}
+
+
+class DuplicateProblem(Problem):
+    """409 for a likely duplicate: the candidates, to show before sending it again with
+    ``confirm_not_duplicate=true``."""
+
+    candidates: list[DuplicateCandidate]
+
+
+CHANGES = {409: DuplicateProblem, 412: Problem, 422: Problem}
 
 
 @api.before_request
@@ -77,9 +91,20 @@ def list_deleted(query: PageQuery) -> Response:
     return json_response(service.list_deleted(current_database(), current_actor(), query))
 
 
-@api.post("", summary="Create a patient", responses={201: Patient, 422: Problem})
-def create(body: PatientIn) -> Response:
-    patient = service.create_patient(current_database(), current_actor(), body)
+@api.post(
+    "",
+    summary="Create a patient",
+    description="A patient who looks like patients on record (name, date of birth, phone, "
+    "email, identifiers) is refused with 409 naming them, unless confirm_not_duplicate=true.",
+    responses={201: Patient, 409: DuplicateProblem, 422: Problem},
+)
+def create(query: WriteOptions, body: PatientIn) -> Response:
+    patient = service.create_patient(
+        current_database(),
+        current_actor(),
+        body,
+        confirm_not_duplicate=query.confirm_not_duplicate,
+    )
     location = url_for("patients_api.read", patient_id=patient["id"])
     return patient_response(patient, 201, Location=location)
 
@@ -94,12 +119,19 @@ def read(path: PatientPath) -> Response:
 @api.put(
     "/<int:patient_id>",
     summary="Replace a patient's writable fields",
-    description="Send If-Match with the ETag you read to be refused (412) a stale write.",
+    description="Send If-Match with the ETag you read to be refused (412) a stale write. "
+    "A change to the name, birth date, phone, email or identifiers that makes the patient look "
+    "like another is refused with 409 unless confirm_not_duplicate=true.",
     responses={200: Patient, **CHANGES},
 )
-def replace(path: PatientPath, body: PatientIn) -> Response:
+def replace(path: PatientPath, query: WriteOptions, body: PatientIn) -> Response:
     patient = service.replace_patient(
-        current_database(), current_actor(), path.patient_id, body, expected_version()
+        current_database(),
+        current_actor(),
+        path.patient_id,
+        body,
+        expected_version(),
+        confirm_not_duplicate=query.confirm_not_duplicate,
     )
     return patient_response(patient)
 
@@ -111,9 +143,14 @@ def replace(path: PatientPath, body: PatientIn) -> Response:
     "Content-Type application/merge-patch+json or application/json. Honours If-Match.",
     responses={200: Patient, **CHANGES},
 )
-def patch(path: PatientPath, body: PatientPatch) -> Response:
+def patch(path: PatientPath, query: WriteOptions, body: PatientPatch) -> Response:
     patient = service.patch_patient(
-        current_database(), current_actor(), path.patient_id, body, expected_version()
+        current_database(),
+        current_actor(),
+        path.patient_id,
+        body,
+        expected_version(),
+        confirm_not_duplicate=query.confirm_not_duplicate,
     )
     return patient_response(patient)
 
@@ -160,3 +197,15 @@ def version(path: VersionPath) -> Response:
     return json_response(
         service.patient_version(current_database(), current_actor(), path.patient_id, path.version)
     )
+
+
+@api.post(
+    "/matches",
+    summary="Who might this be? Patients on record likely to be the person described",
+    description="Fuzzy and phonetic name matching, date of birth (with one-slip tolerance), "
+    "phone, email and identifiers; audited as patient.match.",
+    responses={200: DuplicateCandidates, 422: Problem},
+)
+def matches(body: MatchQuery) -> Response:
+    found = service.find_matches(current_database(), current_actor(), body.model_dump())
+    return json_response(found)

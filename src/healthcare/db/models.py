@@ -65,10 +65,12 @@ class Patient(Base):
     family_search: Mapped[str | None] = mapped_column(String(200))
     given_search: Mapped[str | None] = mapped_column(String(200))
     phone_key: Mapped[str | None] = mapped_column(String(16))
+    # The phonetic block of duplicate detection (see healthcare.patients.matching).
+    name_key: Mapped[str | None] = mapped_column(String(16))
 
 
 patients = Patient.__table__
-SEARCH_KEYS = ("name_search", "family_search", "given_search", "phone_key")
+SEARCH_KEYS = ("name_search", "family_search", "given_search", "phone_key", "name_key")
 
 
 class PatientIdentifier(Base):

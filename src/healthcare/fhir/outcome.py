@@ -14,7 +14,7 @@ from flask import Response, request
 from pydantic import ValidationError
 
 from healthcare.api.problems import PROBLEM_JSON, field_errors
-from healthcare.errors import Deleted, ServiceError, VersionMismatch
+from healthcare.errors import Deleted, PossibleDuplicates, ServiceError, VersionMismatch
 from healthcare.fhir.resources import FHIR_PATHS, InvalidRequest
 
 FHIR_JSON = "application/fhir+json"
@@ -66,7 +66,24 @@ def service_refusal(exc: ServiceError) -> Response:
     headers = {}
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         headers["ETag"] = f'W/"{exc.current_version}"'
+    if isinstance(exc, PossibleDuplicates):
+        return outcome(status, duplicate_issues(exc), **headers)
     return refusal(status, exc.detail, **headers)
+
+
+def duplicate_issues(exc: PossibleDuplicates) -> list[dict[str, Any]]:
+    """The refusal, then one issue per likely duplicate, naming it as Patient/{id}."""
+    first = {**issue(409, exc.detail), "code": "duplicate"}
+    candidates = [
+        {
+            "severity": "information",
+            "code": "duplicate",
+            "diagnostics": f"Patient/{c['id']} ({c['name']}, {c['mrn']}): "
+            + ", ".join(c["reasons"]),
+        }
+        for c in exc.candidates
+    ]
+    return [first, *candidates]
 
 
 def invalid_patient(exc: ValidationError) -> Response:

@@ -66,6 +66,12 @@ def if_match_version() -> int | None:
     return next((int(tag) for tag in tags if tag.isdigit()), 0)
 
 
+def confirmed() -> bool:
+    """``?confirm_not_duplicate=true``: the client checked that this is somebody else (as on
+    the JSON API); without it a likely duplicate is refused with 409 naming the candidates."""
+    return request.args.get("confirm_not_duplicate") == "true"
+
+
 def posted_patient() -> PatientIn:
     """The request's Patient resource as a record's fields; 415/400/422 as OperationOutcome."""
     if request.mimetype not in BODY_TYPES:
@@ -94,7 +100,9 @@ def create() -> Response:
         existing = _existing(condition)
         if existing is not None:
             return resource_response(existing)
-    patient = service.create_patient(current_database(), current_actor(), data)
+    patient = service.create_patient(
+        current_database(), current_actor(), data, confirm_not_duplicate=confirmed()
+    )
     location = f"{base_url()}/Patient/{patient['id']}/_history/{patient['version']}"
     return resource_response(patient, 201, Location=location)
 
@@ -122,7 +130,12 @@ def update(patient_id: int) -> Response:
     if sent_id != str(patient_id):
         raise InvalidRequest([("Patient.id", f"must be {patient_id}, the id in the URL")])
     patient = service.replace_patient(
-        current_database(), current_actor(), patient_id, data, if_match_version()
+        current_database(),
+        current_actor(),
+        patient_id,
+        data,
+        if_match_version(),
+        confirm_not_duplicate=confirmed(),
     )
     return resource_response(patient)
 

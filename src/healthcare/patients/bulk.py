@@ -18,7 +18,7 @@ from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
 from healthcare.patients.schemas import PatientIn
-from healthcare.patients.service import insert_patient, to_api
+from healthcare.patients.service import duplicates_of, insert_patient, to_api
 
 EXPORT_BATCH = 2_000
 NEXT_BATCH = RawStatement(
@@ -74,11 +74,13 @@ def import_patients(
     *,
     dry_run: bool = False,
     skip_invalid: bool = False,
+    confirm_duplicates: bool = False,
 ) -> ImportReport:
-    """Create a patient for each valid row. Nothing is written when any row has a problem,
-    unless ``skip_invalid``; then the valid rows are. Rows are written a thousand to a
-    transaction, each patient audited as created (detail "import"), so that other requests
-    keep being served while a large file goes in."""
+    """Create a patient for each valid row. A row that looks like a patient on record (the
+    duplicate matcher of the API) is a problem unless ``confirm_duplicates``. Nothing is
+    written when any row has a problem, unless ``skip_invalid``; then the other rows are.
+    Rows are written a thousand to a transaction, each patient audited as created (detail
+    "import"), so that other requests keep being served while a large file goes in."""
     authorize(db, actor, Permission.BULK_TRANSFER, "patient.import")
     report = ImportReport()
     for number, data in rows:
@@ -88,6 +90,8 @@ def import_patients(
         else:
             report.problems += [(number, message) for message in data]
     _identifier_conflicts(db, report)
+    if not confirm_duplicates:
+        _likely_duplicates(db, report)
     if dry_run or (report.problems and not skip_invalid):
         return report
     for start in range(0, len(report.valid), IMPORT_BATCH):
@@ -126,6 +130,23 @@ def _identifier_conflicts(db: Database, report: ImportReport) -> None:
         report.problems += [(number, message) for message in clashes]
         if not clashes:
             kept.append((number, data))
+    report.valid = kept
+    report.problems.sort()
+
+
+def _likely_duplicates(db: Database, report: ImportReport) -> None:
+    """Rows that look like patients on record: problems, not created unless confirmed."""
+    kept = []
+    with db.engine.connect() as conn:
+        for number, data in report.valid:
+            found = duplicates_of(conn, data)
+            report.problems += [
+                (number, f"possible duplicate of patient {c['id']} ({c['name']}, {c['mrn']}): "
+                 + ", ".join(c["reasons"]))
+                for c in found
+            ]  # fmt: skip
+            if not found:
+                kept.append((number, data))
     report.valid = kept
     report.problems.sort()
 

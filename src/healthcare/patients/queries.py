@@ -11,19 +11,23 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     FromClause,
     Select,
     bindparam,
     column,
     func,
+    or_,
     select,
     table,
     text,
+    union,
 )
 
 from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
+from healthcare.patients.matching import Demographics, name_key
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import fold, search_words
 
@@ -232,3 +236,51 @@ deleted_listing = Listing(
 
 def page_parameters(query: PageQuery) -> dict[str, Any]:
     return {"limit": query.limit, "offset": query.offset}
+
+
+CANDIDATE_COLUMNS = [
+    patients.c[name]
+    for name in (
+        "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key", "email",
+        "identifiers",
+    )
+]  # fmt: skip
+MAX_BLOCK = 2_000
+
+
+def duplicate_candidates(conn: Connection, wanted: Demographics) -> list[dict[str, Any]]:
+    """Patients (not deleted, not merged) sharing something exact with ``wanted``: the blocks
+    of duplicate detection, each an indexed lookup (see healthcare.patients.matching). The
+    blocks are a UNION, not an OR: SQLite uses the partial indexes only for whole queries."""
+    blocks: list[ColumnElement[bool]] = []
+    if wanted.born is not None:
+        blocks.append(patients.c.date_of_birth == wanted.born)
+    if wanted.phone_key:
+        blocks.append(patients.c.phone_key == wanted.phone_key)
+    if wanted.email:
+        blocks.append(func.lower(patients.c.email) == wanted.email)
+    key = name_key(wanted.family, wanted.given)
+    if key:
+        blocks.append(patients.c.name_key == key)
+    ids = [select(patients.c.id).where(active, block) for block in blocks]
+    if wanted.identifiers:
+        ids.append(
+            select(patient_identifiers.c.patient_id).where(
+                or_(
+                    *(
+                        (patient_identifiers.c.system == system)
+                        & (patient_identifiers.c.value == value)
+                        for system, value in wanted.identifiers
+                    )
+                )
+            )
+        )
+    if not ids:
+        return []
+    statement = (
+        select(*CANDIDATE_COLUMNS)
+        .where(patients.c.id.in_(union(*ids).scalar_subquery()), active)
+        .where(patients.c.merged_into.is_(None))
+        .limit(MAX_BLOCK)
+    )
+    return [dict(row) for row in conn.execute(statement).mappings()]

@@ -299,6 +299,45 @@ class Patient(BaseModel):
     version: int
 
 
+class DuplicateCandidate(BaseModel):
+    """A patient on record who is likely the same person."""
+
+    id: int
+    mrn: str | None
+    name: str
+    date_of_birth: date | None
+    score: float = Field(description="Points for what agrees; 3.5 and over is likely.")
+    reasons: list[str] = Field(description="What agrees: name, date of birth, phone, ...")
+    href: str
+
+
+class DuplicateCandidates(BaseModel):
+    items: list[DuplicateCandidate] = Field(description="Most likely first; at most ten.")
+
+
+class MatchQuery(BaseModel):
+    """Demographics to look for ("who might this be?"): any of them, at least one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="MatchQuery")
+
+    name: Name | None = None
+    family_name: Name | None = None
+    given_names: OptionalText | None = None
+    date_of_birth: IsoDate | None = None
+    phone: Phone | None = None
+    email: EmailStr | None = None
+    identifiers: Identifiers | None = None
+
+    @model_validator(mode="after")
+    def _something_given(self) -> MatchQuery:
+        if not self.model_dump(exclude_none=True):
+            raise field_error("MatchQuery", "name", "missing", "Give at least one field", None)
+        if self.name and not self.family_name:
+            self.family_name, given = split_name(self.name)
+            self.given_names = self.given_names or given
+        return self
+
+
 class FieldChange(BaseModel):
     field: str
     from_: Any = Field(alias="from")
@@ -408,3 +447,12 @@ class PatientPath(BaseModel):
 
 class VersionPath(PatientPath):
     version: int = Field(ge=1, le=MAX_PATIENT_ID)
+
+
+class WriteOptions(QueryModel):
+    confirm_not_duplicate: bool = Field(
+        False,
+        description="true: create or save even though patients on record look like this one "
+        "(the caller has checked that this is somebody else). Without it, a likely duplicate "
+        "is refused with 409 and the candidates.",
+    )

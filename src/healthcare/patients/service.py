@@ -17,8 +17,8 @@ from healthcare.db.database import Database
 from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
-from healthcare.errors import Conflict, Deleted, NotFound, VersionMismatch
-from healthcare.patients import history, identifiers, queries
+from healthcare.errors import Conflict, Deleted, NotFound, PossibleDuplicates, VersionMismatch
+from healthcare.patients import history, identifiers, matching, queries
 from healthcare.patients.schemas import (
     NAME_FIELDS,
     PageQuery,
@@ -31,6 +31,8 @@ from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
 NAME_FIELDS_SET = frozenset(NAME_FIELDS)  # name, family_name, given_names
+# A change to one of these is checked for likely duplicates.
+IDENTITY_FIELDS = (*NAME_FIELDS, "date_of_birth", "phone", "email", "identifiers")
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
 ADDRESS = ("address_lines", "city", "postal_code", "country")
 INSERT = RawStatement(
@@ -96,6 +98,7 @@ def _stored_values(data: PatientIn) -> dict[str, Any]:
     values["family_search"] = identifiers.folded(data.family_name)
     values["given_search"] = identifiers.folded(data.given_names)
     values["phone_key"] = identifiers.phone_key(data.phone)
+    values["name_key"] = matching.name_key(data.family_name, data.given_names)
     return values
 
 
@@ -178,11 +181,16 @@ def _page(
     return page
 
 
-def create_patient(db: Database, actor: Actor, data: PatientIn) -> dict[str, Any]:
+def create_patient(
+    db: Database, actor: Actor, data: PatientIn, *, confirm_not_duplicate: bool = False
+) -> dict[str, Any]:
+    """Create a patient, unless it looks like patients on record and the caller has not
+    confirmed that it is somebody else (PossibleDuplicates, naming them)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
     values = _stored_values(data)
 
     def create(conn: Connection, event: Event) -> dict[str, Any]:
+        _check_duplicates(conn, values, None, confirm_not_duplicate, event)
         return insert_patient(conn, data, values, event, db.mrn_prefix)
 
     return audited_write(db, actor.event("patient.create"), create)
@@ -254,12 +262,18 @@ def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
 
 
 def _save(
-    conn: Connection, current: dict[str, Any], data: PatientIn, event: Event
+    conn: Connection,
+    current: dict[str, Any],
+    data: PatientIn,
+    event: Event,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
     values = _stored_values(data)
     event.fields = [name for name in WRITABLE if current[name] != values[name]]
     if not event.fields:
         return to_api(as_row(current))
+    if set(event.fields) & set(IDENTITY_FIELDS):
+        _check_duplicates(conn, values, current["id"], confirm_not_duplicate, event)
     now = utc_now()
     values.update(updated_at=now, version=current["version"] + 1)
     result = conn.execute(
@@ -274,6 +288,66 @@ def _save(
     stored = {**current, **values}
     history.record_version(conn, stored, event, now)
     return to_api(as_row(stored))
+
+
+def likely_duplicates(
+    conn: Connection, values: Mapping[str, Any], exclude: int | None
+) -> list[dict[str, Any]]:
+    """Patients on record that are likely the person described by ``values``, best first."""
+    wanted = matching.Demographics.of(values)
+    rows = {
+        row["id"]: row for row in queries.duplicate_candidates(conn, wanted) if row["id"] != exclude
+    }
+    people = {pid: matching.Demographics.of(row) for pid, row in rows.items()}
+    return [
+        {
+            "id": pid,
+            "mrn": rows[pid]["mrn"],
+            "name": rows[pid]["name"],
+            "date_of_birth": rows[pid]["date_of_birth"] and rows[pid]["date_of_birth"].isoformat(),
+            "score": points,
+            "reasons": matching.reasons(wanted, people[pid]),
+            "href": f"/patients/{pid}",
+        }
+        for pid, points in matching.ranked(wanted, people.items())
+    ]
+
+
+def duplicates_of(conn: Connection, data: PatientIn) -> list[dict[str, Any]]:
+    """Patients on record that are likely the new patient ``data`` describes."""
+    return likely_duplicates(conn, _stored_values(data), None)
+
+
+def _check_duplicates(
+    conn: Connection,
+    values: Mapping[str, Any],
+    exclude: int | None,
+    confirmed: bool,
+    event: Event,
+) -> None:
+    """Refuse a likely duplicate unless the caller confirmed it is somebody else."""
+    if confirmed:
+        event.detail = "confirmed not a duplicate"
+        return
+    candidates = likely_duplicates(conn, values, exclude)
+    if candidates:
+        names = ", ".join(f"{c['name']} ({c['mrn']}, id {c['id']})" for c in candidates)
+        raise PossibleDuplicates(
+            f"This looks like {names}. If it is somebody else, send it again confirming that "
+            "it is not a duplicate.",
+            candidates,
+        )
+
+
+def find_matches(db: Database, actor: Actor, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Who might this be? The likely patients for a set of demographics (audited)."""
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.match")
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            return {"items": likely_duplicates(conn, values, None)}
+
+    return audited_read(db, actor.event("patient.match"), read)
 
 
 def _keep_identifiers(conn: Connection, patient_id: int, data: PatientIn) -> None:
@@ -303,13 +377,14 @@ def _update(
     patient_id: int,
     expected_version: int | None,
     new_data: Callable[[dict[str, Any]], PatientIn],
+    confirm_not_duplicate: bool,
 ) -> dict[str, Any]:
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.update", patient_id)
 
     def update_patient(conn: Connection, event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
-        return _save(conn, current, new_data(current), event)
+        return _save(conn, current, new_data(current), event, confirm_not_duplicate)
 
     return audited_write(db, actor.event("patient.update", patient_id=patient_id), update_patient)
 
@@ -320,8 +395,12 @@ def replace_patient(
     patient_id: int,
     data: PatientIn,
     expected_version: int | None = None,
+    *,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
-    return _update(db, actor, patient_id, expected_version, lambda _current: data)
+    return _update(
+        db, actor, patient_id, expected_version, lambda _current: data, confirm_not_duplicate
+    )
 
 
 def patch_patient(
@@ -330,9 +409,16 @@ def patch_patient(
     patient_id: int,
     patch: PatientPatch,
     expected_version: int | None = None,
+    *,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
     return _update(
-        db, actor, patient_id, expected_version, lambda current: merge_patch(current, patch)
+        db,
+        actor,
+        patient_id,
+        expected_version,
+        lambda current: merge_patch(current, patch),
+        confirm_not_duplicate,
     )
 
 

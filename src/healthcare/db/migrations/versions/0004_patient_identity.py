@@ -19,6 +19,7 @@ from alembic import op
 
 from healthcare.config import Settings
 from healthcare.patients.identifiers import folded, mrn_for, phone_key, split_name
+from healthcare.patients.matching import name_key
 
 revision = "0004i"
 down_revision = "0003"
@@ -40,6 +41,7 @@ NEW_COLUMNS = [
     sa.Column("family_search", sa.String(200)),
     sa.Column("given_search", sa.String(200)),
     sa.Column("phone_key", sa.String(16)),
+    sa.Column("name_key", sa.String(16)),
 ]
 # Columns of a version's values that existed before this migration; the rest start empty.
 OLD_VALUES = ("name", "age", "disease", "gender", "date_of_birth", "phone", "email", "notes")
@@ -88,6 +90,8 @@ def _create_search_indexes(dialect: str) -> None:
         ("given", [given]),
         ("birth_date", ["date_of_birth"]),
         ("phone_key", ["phone_key"]),
+        ("name_key", ["name_key"]),
+        ("email", [sa.text("lower(email)")]),
     ):
         op.create_index(
             f"ix_patients_{name}_search",
@@ -150,6 +154,7 @@ def _derived(row: Any, prefix: str) -> dict[str, Any]:
         "family_search": folded(family),
         "given_search": folded(given),
         "phone_key": phone_key(row.phone),
+        "name_key": name_key(family, given),
     }
 
 
@@ -175,7 +180,7 @@ def _first_version(row: Any, derived: dict[str, Any]) -> dict[str, Any]:
 
 
 def downgrade() -> None:
-    for name in ("family", "given", "birth_date", "phone_key"):
+    for name in ("family", "given", "birth_date", "phone_key", "name_key", "email"):
         op.drop_index(f"ix_patients_{name}_search", "patients")
     op.drop_index("uq_patients_mrn", "patients")
     op.drop_table("patient_versions")
