@@ -14,11 +14,11 @@ from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patient_identifiers, patients
+from healthcare.db.models import patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
 from healthcare.patients.schemas import PatientIn
-from healthcare.patients.service import duplicates_of, insert_patient, to_api
+from healthcare.patients.service import duplicates_of, insert_patients, to_api
 
 EXPORT_BATCH = 2_000
 NEXT_BATCH = RawStatement(
@@ -49,6 +49,7 @@ def export_patients(
 
 
 IMPORT_BATCH = 1_000
+ON_RECORD = RawStatement(select(patient_totals.c.active))
 Row = tuple[int, PatientIn | list[str]]
 
 
@@ -104,11 +105,9 @@ def import_patients(
 def _create_all(
     db: Database, actor: Actor, chunk: list[tuple[int, PatientIn]], conn: Connection
 ) -> list[int]:
-    events = []
-    for _number, data in chunk:
-        event = actor.event("patient.create", detail="import")
-        insert_patient(conn, data, None, event, db.mrn_prefix)
-        events.append(event)
+    batch = [(data, actor.event("patient.create", detail="import")) for _number, data in chunk]
+    insert_patients(conn, batch, db.mrn_prefix)
+    events = [event for _data, event in batch]
     append(conn, events)
     return [event.patient_id for event in events if event.patient_id is not None]
 
@@ -136,6 +135,9 @@ def _identifier_conflicts(db: Database, report: ImportReport) -> None:
 
 def _likely_duplicates(db: Database, report: ImportReport) -> None:
     """Rows that look like patients on record: problems, not created unless confirmed."""
+    [[(on_record,)]] = db.read((ON_RECORD, {}))
+    if not on_record:
+        return  # an empty registry: nobody to be a duplicate of
     kept = []
     with db.engine.connect() as conn:
         for number, data in report.valid:

@@ -37,17 +37,20 @@ def snapshot(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_version(conn: Connection, stored: Mapping[str, Any], event: Event, at: datetime) -> None:
     """Keep the row as it now stands as version ``stored['version']``."""
-    conn.execute(
-        insert(patient_versions).values(
-            patient_id=stored["id"],
-            version=stored["version"],
-            action=event.action,
-            changed_at=at,
-            user_id=event.user_id,
-            username=event.username,
-            values=orjson.dumps(snapshot(stored)).decode(),
-        )
-    )
+    conn.execute(insert(patient_versions).values(version_row(stored, event, at)))
+
+
+def version_row(stored: Mapping[str, Any], event: Event, at: datetime) -> dict[str, Any]:
+    """The version row that keeps ``stored`` as it now stands."""
+    return {
+        "patient_id": stored["id"],
+        "version": stored["version"],
+        "action": event.action,
+        "changed_at": at,
+        "user_id": event.user_id,
+        "username": event.username,
+        "values": orjson.dumps(snapshot(stored)).decode(),
+    }
 
 
 def forget(conn: Connection, patient_id: int) -> None:

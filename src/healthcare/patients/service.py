@@ -14,7 +14,7 @@ from healthcare.audit.trail import Event
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patient_identifiers, patients
+from healthcare.db.models import patient_identifiers, patient_versions, patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
 from healthcare.errors import Conflict, Deleted, NotFound, PossibleDuplicates, VersionMismatch
@@ -218,6 +218,46 @@ def insert_patient(
     event.fields = _filled_fields(data, values)
     history.record_version(conn, stored, event, now)
     return to_api(as_row(stored))
+
+
+def insert_patients(
+    conn: Connection, batch: Sequence[tuple[PatientIn, Event]], mrn_prefix: str
+) -> None:
+    """Many new patients in the caller's transaction, stored as ``insert_patient`` stores one
+    (record number, identifiers, first version, the audit event completed), with one
+    statement per table: what makes an import of 100,000 rows take seconds, not minutes.
+    The caller has checked the identifiers (the unique constraint refuses a clash)."""
+    now = utc_now()
+    rows = [
+        {**_stored_values(data), "created_at": now, "updated_at": now, "version": 1}
+        for data, _event in batch
+    ]
+    created = insert(patients).returning(patients.c.id, sort_by_parameter_order=True)
+    ids = conn.execute(created, rows).scalars().all()
+    for row, patient_id in zip(rows, ids, strict=True):
+        row.update(id=patient_id, mrn=identifiers.mrn_for(patient_id, mrn_prefix), merged_into=None)
+    numbered = update(patients).where(patients.c.id == bindparam("pid"))
+    conn.execute(
+        numbered.values(mrn=bindparam("new_mrn")),
+        [{"pid": row["id"], "new_mrn": row["mrn"]} for row in rows],
+    )
+    held = [
+        {"patient_id": row["id"], "system": i.system, "value": i.value}
+        for (data, _event), row in zip(batch, rows, strict=True)
+        for i in data.identifiers or []
+    ]
+    if held:
+        conn.execute(insert(patient_identifiers), held)
+    for (data, event), row in zip(batch, rows, strict=True):
+        event.patient_id = row["id"]
+        event.fields = _filled_fields(data, row)
+    conn.execute(
+        insert(patient_versions),
+        [
+            history.version_row(row, event, now)
+            for (_data, event), row in zip(batch, rows, strict=True)
+        ],
+    )
 
 
 def _filled_fields(data: PatientIn, values: Mapping[str, Any]) -> list[str]:
