@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # The admin import page's upload only (a file of patients); every other route keeps
+    # max_body_bytes.
+    max_import_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     blocking_threads: int = Field(8, ge=1, le=256)
     port: int = Field(9000, ge=1, le=65535, validation_alias="PORT")

@@ -68,6 +68,9 @@ ROUTES: dict[str, Route] = {
     "ui.admin_token_create": Route("POST", "/ui/admin/tokens", ADMINS),
     "ui.admin_token_revoke": Route("POST", "/ui/admin/tokens/{spare_token}/revoke", ADMINS),
     "ui.admin_audit": Route("GET", "/ui/admin/audit", ADMINS),
+    "ui.admin_transfer": Route("GET", "/ui/admin/transfer", ADMINS),
+    "ui.admin_export": Route("GET", "/ui/admin/export.csv", ADMINS),
+    "ui.admin_import": Route("POST", "/ui/admin/import", ADMINS),
     "users_api.me": Route("GET", "/me", SIGNED_IN),
     "users_api.change_password": Route(
         "POST",
