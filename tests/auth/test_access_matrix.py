@@ -59,6 +59,7 @@ ROUTES: dict[str, Route] = {
     "ui.patient_delete": Route("GET", "/ui/patients/{pid}/delete", WRITERS),
     "ui.patient_restore": Route("POST", "/ui/patients/{pid}/restore", WRITERS),
     "ui.deleted_list": Route("GET", "/ui/patients/deleted", ADMINS),
+    "ui.patient_history": Route("GET", "/ui/patients/{pid}/history", READERS),
     "ui.password": Route("GET", "/ui/account/password", SIGNED_IN),
     "ui.admin_users": Route("GET", "/ui/admin/users", ADMINS),
     "ui.admin_user_create": Route("POST", "/ui/admin/users", ADMINS),
