@@ -3,10 +3,11 @@ against the R4B models (tests/fhir/conftest.py)."""
 
 from __future__ import annotations
 
+from fhir.resources.R4B.patient import Patient
 from flask.testing import FlaskClient
 
 from healthcare.db.database import Database
-from healthcare.fhir.resources import AGE, DISEASE, MRN_SYSTEM, NOTES
+from healthcare.fhir.resources import AGE, DISEASE, MRN_SYSTEM, NOTES, patient_resource
 from tests.conftest import audit_rows
 from tests.fhir.conftest import confirmed_patient, fhir, outcome, patient_body
 
@@ -218,3 +219,13 @@ def test_reads_and_changes_are_audited_as_through_the_json_api(
     assert reads[0]["fields"] == reads[1]["fields"]
     [created] = audit_rows(db, action="patient.create")
     assert created["patient_id"] == pid
+
+
+def test_a_merged_record_links_to_the_one_that_replaced_it() -> None:
+    record = {"name": "Asha Verma", "family_name": "Verma", "merged_into": 7, "replaces": [3]}
+    resource = patient_resource(record, 5, 2, "2026-01-01T00:00:00Z")
+    Patient.model_validate(resource)
+    assert resource["link"] == [
+        {"other": {"reference": "Patient/7"}, "type": "replaced-by"},
+        {"other": {"reference": "Patient/3"}, "type": "replaces"},
+    ]
