@@ -294,6 +294,9 @@ class Patient(BaseModel):
     country: str | None
     identifiers: list[Identifier]
     notes: str | None
+    merged_into: int | None = Field(
+        None, description="Set on a record merged into another: the survivor's id."
+    )
     created_at: datetime
     updated_at: datetime
     version: int
@@ -336,6 +339,27 @@ class MatchQuery(BaseModel):
             self.family_name, given = split_name(self.name)
             self.given_names = self.given_names or given
         return self
+
+
+MergeableField = Literal[
+    "name", "family_name", "given_names", "age", "disease", "gender", "date_of_birth", "phone",
+    "email", "address_lines", "city", "postal_code", "country", "notes",
+]  # fmt: skip
+
+
+class MergeRequest(BaseModel):
+    """Merge the source patient into this one (the survivor)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="MergeRequest")
+
+    source_id: int = Field(ge=1, le=2**31 - 1, description="The record that is merged away.")
+    source_version: int = Field(ge=1, description="The source's version (ETag) you read.")
+    target_version: int = Field(ge=1, description="This record's version (ETag) you read.")
+    take_from_source: list[MergeableField] = Field(
+        default_factory=list,
+        description="Fields whose value the survivor takes from the source (an empty value "
+        "included); the others keep the survivor's. Identifiers of both are always kept.",
+    )
 
 
 class FieldChange(BaseModel):
