@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import delete
 
 from healthcare.db.database import Database
+from healthcare.db.models import patient_versions
 from tests.conftest import audit_rows, new_patient
 
 CONFIRM = "?confirm_not_duplicate=true"
@@ -116,3 +118,16 @@ def test_undo_is_refused_once_the_survivor_has_changed(
     response = client.post(f"/patients/{source['id']}/unmerge")
     assert response.status_code == 409
     assert "changed since the merge" in response.json["detail"]
+
+
+def test_undo_needs_the_versions_from_before_the_merge(
+    client: FlaskClient, db: Database, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    assert _merge(client, survivor, source).status_code == 200
+    with db.engine.begin() as conn:  # as for a record whose history began at the merge
+        conn.execute(delete(patient_versions).where(patient_versions.c.version == 1))
+    response = client.post(f"/patients/{source['id']}/unmerge")
+    assert response.status_code == 409
+    assert "no version 1" in response.json["detail"]
+    assert client.get(f"/patients/{source['id']}").json["merged_into"] == survivor["id"]
