@@ -229,3 +229,14 @@ def test_a_merged_record_links_to_the_one_that_replaced_it() -> None:
         {"other": {"reference": "Patient/7"}, "type": "replaced-by"},
         {"other": {"reference": "Patient/3"}, "type": "replaces"},
     ]
+
+
+def test_a_merged_record_reads_with_a_link_to_its_survivor(client: FlaskClient) -> None:
+    survivor = confirmed_patient(client, name="Asha Verma")
+    merged = confirmed_patient(client, name="Asha Vrema")
+    body = {"source_id": merged["id"], "source_version": 1, "target_version": 1}
+    assert client.post(f"/patients/{survivor['id']}/merge", json=body).status_code == 200
+    resource = fhir(client.get(f"/fhir/Patient/{merged['id']}"), 200)
+    assert resource["link"] == [
+        {"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}
+    ]

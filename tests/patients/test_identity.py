@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from healthcare.auth.access import Actor
+from healthcare.config import ConfigError, load_settings
 from healthcare.db.database import Database
 from healthcare.db.models import patient_identifiers, patient_versions
 from healthcare.patients import service
@@ -188,3 +189,13 @@ def test_purging_a_patient_purges_its_history_and_identifiers(
         assert conn.execute(select(func.count()).select_from(patient_versions)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(patient_identifiers)).scalar() == 0
     assert new_patient(client, identifiers=nhs)["identifiers"] == nhs
+
+
+@pytest.mark.parametrize("prefix", ["mrn", "TOOLONGPREFIX", "MR1"])
+def test_a_record_number_prefix_must_be_a_few_capital_letters(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("HEALTHCARE_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("HEALTHCARE_MRN_PREFIX", prefix)
+    with pytest.raises(ConfigError, match="HEALTHCARE_MRN_PREFIX"):
+        load_settings()

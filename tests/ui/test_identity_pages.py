@@ -65,3 +65,39 @@ def test_the_history_page_shows_what_changed_by_whom_and_when(
     assert "Version 1: added" in page
     assert '<th scope="row">City</th><td><del>Leeds</del></td><td><ins>York</ins></td>' in page
     assert "<strong>clinician</strong>" in page
+
+
+def test_merging_a_duplicate_field_by_field(
+    clinician: Browser,  # noqa: F811
+    client: FlaskClient,
+) -> None:
+    survivor = new_patient(client, **ASHA, age=None)
+    body = {**ASHA, "name": "Asha Vrema", "phone": "555 0199", "email": "asha@example.org"}
+    duplicate = client.post("/patients?confirm_not_duplicate=true", json=body).json
+    page = clinician.text(f"/ui/patients/{survivor['id']}/merge?source={duplicate['mrn']}")
+    assert 'name="keep-phone" value="source"' in page
+    assert "asha@example.org" in page
+    unknown = clinician.get(f"/ui/patients/{survivor['id']}/merge?source=MRN999")
+    assert unknown.status_code == 404
+    merged = clinician.post(
+        f"/ui/patients/{survivor['id']}/merge",
+        source_id=str(duplicate["id"]),
+        source_version="1",
+        target_version="1",
+        **{"keep-phone": "source", "keep-email": "source", "keep-name": "target"},
+    )
+    assert merged.status_code == 303
+    kept = client.get(f"/patients/{survivor['id']}").json
+    assert (kept["name"], kept["phone"], kept["email"]) == (
+        "Asha Verma", "555 0199", "asha@example.org",
+    )  # fmt: skip
+    closed = clinician.text(f"/ui/patients/{duplicate['id']}")
+    assert f'href="/ui/patients/{survivor["id"]}">record {survivor["id"]}</a>' in closed
+    stale = clinician.post(
+        f"/ui/patients/{survivor['id']}/merge",
+        source_id=str(duplicate["id"]),
+        source_version="1",
+        target_version="1",
+    )
+    assert stale.status_code == 303
+    assert client.get(f"/patients/{survivor['id']}").json["version"] == kept["version"]

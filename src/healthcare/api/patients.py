@@ -1,4 +1,5 @@
-"""/patients: list, read, create, replace, merge-patch, soft delete, restore, history, matches."""
+"""/patients: list, read, create, replace, merge-patch, soft delete, restore, history, matches,
+merge and its undo."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from healthcare.patients.schemas import (
     DuplicateCandidate,
     DuplicateCandidates,
     MatchQuery,
+    MergeRequest,
     PageQuery,
     Patient,
     PatientHistory,
@@ -43,6 +45,7 @@ BODY_TYPES = {
     "patients_api.replace": JSON_TYPES,
     "patients_api.patch": MERGE_PATCH_TYPES,
     "patients_api.matches": JSON_TYPES,
+    "patients_api.merge": JSON_TYPES,
 }
 
 
@@ -74,6 +77,8 @@ def _require_json_body() -> Response | None:
 
 
 def patient_response(patient: dict, status: int = 200, **headers: str) -> Response:
+    if patient.get("merged_into"):  # a merged record points at its survivor
+        headers["Link"] = f'</patients/{patient["merged_into"]}>; rel="replaced-by"'
     return json_response(patient, status, ETag=etag(patient["version"]), **headers)
 
 
@@ -209,3 +214,31 @@ def version(path: VersionPath) -> Response:
 def matches(body: MatchQuery) -> Response:
     found = service.find_matches(current_database(), current_actor(), body.model_dump())
     return json_response(found)
+
+
+@api.post(
+    "/<int:patient_id>/merge",
+    summary="Merge another patient into this one, choosing field by field",
+    description="This record survives. It takes the source's value for each field named in "
+    "take_from_source and the identifiers of both; the source is closed and reads as "
+    "merged_into this one (with a Link rel=replaced-by). Both versions must be current "
+    "(412 otherwise). Audited as patient.merge.",
+    responses={200: Patient, 409: Problem, 412: Problem, 422: Problem},
+)
+def merge(path: PatientPath, body: MergeRequest) -> Response:
+    return patient_response(
+        service.merge_patients(current_database(), current_actor(), path.patient_id, body)
+    )
+
+
+@api.post(
+    "/<int:patient_id>/unmerge",
+    summary="Undo the merge of this record (admins)",
+    description="Both records go back to their values before the merge, if the survivor has "
+    "not changed since (409 otherwise). Audited as patient.unmerge.",
+    responses={200: Patient, 409: Problem},
+)
+def unmerge(path: PatientPath) -> Response:
+    return patient_response(
+        service.undo_merge(current_database(), current_actor(), path.patient_id)
+    )

@@ -78,7 +78,12 @@ def _identity_filters(wanted: frozenset[str], dialect: str) -> list[ColumnElemen
     if "family" in wanted:
         filters += _prefix(patients.c.family_search, "family", dialect)
     if "given" in wanted:
-        filters += _prefix(patients.c.given_search, "given", dialect)
+        given: ColumnElement = patients.c.given_search
+        if dialect == "sqlite" and "family" in wanted:
+            # Keeps SQLite on the family index (given names are checked inside it): without
+            # statistics on ranges it took the given-name index, ten times slower at 1M rows.
+            given = given + ""
+        filters += _prefix(given, "given", dialect)
     if "date_of_birth" in wanted:
         filters.append(patients.c.date_of_birth == bindparam("date_of_birth"))
     if "born_from" in wanted:

@@ -60,46 +60,29 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(no_control_characters),
 ]
-OptionalText = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=200),
-    AfterValidator(no_control_characters),
-    AfterValidator(_blank_is_none),
-]
-Notes = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=2000),
-    AfterValidator(no_control_characters),
-    AfterValidator(_blank_is_none),
-]
+
+
+def optional_text(max_length: int) -> Any:
+    """Trimmed text without control characters, at most ``max_length``; blank is absent."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, max_length=max_length),
+        AfterValidator(no_control_characters),
+        AfterValidator(_blank_is_none),
+    ]
+
+
+OptionalText = optional_text(200)
+Notes = optional_text(2000)
+AddressLines = optional_text(400)
+ShortText = optional_text(100)
+PostalCode = optional_text(20)
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)
 ]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Age = Annotated[int, Field(ge=0, le=150)]
-AddressLines = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=400),
-    AfterValidator(no_control_characters),
-    AfterValidator(_blank_is_none),
-]
-ShortText = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=100),
-    AfterValidator(no_control_characters),
-    AfterValidator(_blank_is_none),
-]
-PostalCode = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=20),
-    AfterValidator(no_control_characters),
-    AfterValidator(_blank_is_none),
-]
-IdentifierText = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(no_control_characters),
-]
+
 NAME_FIELDS = ("name", "family_name", "given_names")
 
 
@@ -108,10 +91,10 @@ class Identifier(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    system: IdentifierText = Field(
+    system: Name = Field(
         description="Who issued it: a URI such as https://fhir.nhs.uk/Id/nhs-number, or a name."
     )
-    value: IdentifierText
+    value: Name
 
 
 def _distinct_identifiers(identifiers: list[Identifier]) -> list[Identifier]:
@@ -294,6 +277,9 @@ class Patient(BaseModel):
     country: str | None
     identifiers: list[Identifier]
     notes: str | None
+    merged_into: int | None = Field(
+        None, description="Set on a record merged into another: the survivor's id."
+    )
     created_at: datetime
     updated_at: datetime
     version: int
@@ -336,6 +322,27 @@ class MatchQuery(BaseModel):
             self.family_name, given = split_name(self.name)
             self.given_names = self.given_names or given
         return self
+
+
+MergeableField = Literal[
+    "name", "family_name", "given_names", "age", "disease", "gender", "date_of_birth", "phone",
+    "email", "address_lines", "city", "postal_code", "country", "notes",
+]  # fmt: skip
+
+
+class MergeRequest(BaseModel):
+    """Merge the source patient into this one (the survivor)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="MergeRequest")
+
+    source_id: int = Field(ge=1, le=2**31 - 1, description="The record that is merged away.")
+    source_version: int = Field(ge=1, description="The source's version (ETag) you read.")
+    target_version: int = Field(ge=1, description="This record's version (ETag) you read.")
+    take_from_source: list[MergeableField] = Field(
+        default_factory=list,
+        description="Fields whose value the survivor takes from the source (an empty value "
+        "included); the others keep the survivor's. Identifiers of both are always kept.",
+    )
 
 
 class FieldChange(BaseModel):

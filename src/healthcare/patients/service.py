@@ -21,6 +21,7 @@ from healthcare.errors import Conflict, Deleted, NotFound, PossibleDuplicates, V
 from healthcare.patients import history, identifiers, matching, queries
 from healthcare.patients.schemas import (
     NAME_FIELDS,
+    MergeRequest,
     PageQuery,
     PatientIn,
     PatientPatch,
@@ -76,6 +77,7 @@ def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
         **{name: stored[name] for name in ADDRESS},
         "identifiers": orjson.loads(identifiers) if identifiers else [],
         "notes": stored["notes"],
+        "merged_into": stored["merged_into"],
         "created_at": rfc3339(stored["created_at"]),
         "updated_at": rfc3339(stored["updated_at"]),
         "version": stored["version"],
@@ -120,25 +122,27 @@ def _check_version(current: Mapping[str, Any], expected: int | None) -> None:
         )
 
 
-def _missing(db: Database, patient_id: int) -> NotFound:
-    """Why a patient cannot be read: deleted, or never there."""
-    with db.engine.connect() as conn:
-        row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).first()
-    if row is not None and row.deleted_at is not None:
-        return Deleted(f"Patient {patient_id} has been deleted.")
-    return NotFound(f"No patient with id {patient_id}.")
-
-
 def get_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
     authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
 
     def read() -> dict[str, Any]:
         [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
         if not rows:
-            raise _missing(db, patient_id)
+            return _merged_record(db, patient_id)
         return to_api(rows[0])
 
     return audited_read(db, actor.event("patient.read", patient_id=patient_id), read)
+
+
+def _merged_record(db: Database, patient_id: int) -> dict[str, Any]:
+    """A record merged into another stays readable, saying which (its merged_into)."""
+    with db.engine.connect() as conn:
+        row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).first()
+    if row is None:
+        raise NotFound(f"No patient with id {patient_id}.")
+    if row.merged_into is None:
+        raise Deleted(f"Patient {patient_id} has been deleted.")
+    return to_api(row)
 
 
 def list_patients(db: Database, actor: Actor, query: PatientQuery) -> dict[str, Any]:
@@ -486,6 +490,8 @@ def restore_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, An
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
+        if current["merged_into"] is not None:
+            raise Conflict(f"Patient {patient_id} was merged; an admin can undo the merge.")
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
         history.record_version(conn, {**current, **values}, event, values["updated_at"])
@@ -544,3 +550,115 @@ def patient_version(db: Database, actor: Actor, patient_id: int, number: int) ->
 
     event = actor.event("patient.read", patient_id=patient_id, detail=f"history version {number}")
     return audited_read(db, event, read)
+
+
+def merge_patients(
+    db: Database, actor: Actor, target_id: int, request: MergeRequest
+) -> dict[str, Any]:
+    """Merge the source record into the target (the survivor), in one transaction: the target
+    takes the source's value for each field the request chooses, and all the identifiers of
+    both; the source is closed as "merged into" the target. Both versions must be current."""
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.merge", target_id)
+
+    def merge(conn: Connection, event: Event) -> dict[str, Any]:
+        if request.source_id == target_id:
+            raise Conflict("A patient cannot be merged into itself.")
+        target, source = _load(conn, target_id), _load(conn, request.source_id)
+        _check_version(target, request.target_version)
+        _check_version(source, request.source_version)
+        merged = _merged_fields(target, source, request.take_from_source)
+        _close_as_merged(conn, source, target_id, event)
+        survivor = _save(conn, target, merged, event, confirm_not_duplicate=True)
+        event.detail = f"merged {source['id']} into {target_id}"
+        return survivor
+
+    return audited_write(db, actor.event("patient.merge", patient_id=target_id), merge)
+
+
+def _merged_fields(
+    target: Mapping[str, Any], source: Mapping[str, Any], from_source: Sequence[str]
+) -> PatientIn:
+    merged, theirs = writable_fields(target), writable_fields(source)
+    for name in from_source:
+        if name in theirs:
+            merged[name] = theirs[name]
+        else:
+            merged.pop(name, None)
+    if "date_of_birth" in merged:
+        merged.pop("age", None)
+    both = [*merged.get("identifiers", []), *theirs["identifiers"]]
+    merged["identifiers"] = [dict(pair) for pair in dict.fromkeys(tuple(i.items()) for i in both)]
+    return PatientIn.model_validate(merged)
+
+
+def _close_as_merged(
+    conn: Connection, source: dict[str, Any], target_id: int, event: Event
+) -> None:
+    """The source, deleted and pointing at the survivor; its identifiers go with it."""
+    now = utc_now()
+    values = {
+        "deleted_at": now,
+        "updated_at": now,
+        "merged_into": target_id,
+        "identifiers": "[]",
+        "version": source["version"] + 1,
+    }
+    conn.execute(
+        delete(patient_identifiers).where(patient_identifiers.c.patient_id == source["id"])
+    )
+    conn.execute(update(patients).where(patients.c.id == source["id"]).values(values))
+    history.record_version(conn, {**source, **values}, event, now)
+
+
+def undo_merge(db: Database, actor: Actor, source_id: int) -> dict[str, Any]:
+    """An admin's undo: both records as they were before the merge, if the survivor has not
+    changed since (otherwise 409: undo it by hand from the history)."""
+    authorize(db, actor, Permission.MANAGE_DELETED, "patient.unmerge", source_id)
+
+    def unmerge(conn: Connection, event: Event) -> dict[str, Any]:
+        source = _load(conn, source_id, include_deleted=True)
+        if source["merged_into"] is None:
+            raise Conflict(f"Patient {source_id} is not merged.")
+        target = _load(conn, source["merged_into"])
+        merge_version = history.one_version(conn, target["id"], target["version"])
+        if merge_version is None or merge_version["action"] != "patient.merge":
+            raise Conflict(
+                f"Patient {target['id']} has changed since the merge; undo it by hand from "
+                "the history of both records."
+            )
+        _save(conn, target, _version_data(conn, target["id"], target["version"] - 1), event, True)
+        reopened = _reopen(
+            conn, source, _version_data(conn, source_id, source["version"] - 1), event
+        )
+        event.detail = f"unmerged {source_id} from {target['id']}"
+        return reopened
+
+    return audited_write(db, actor.event("patient.unmerge", patient_id=source_id), unmerge)
+
+
+def _version_data(conn: Connection, patient_id: int, number: int) -> PatientIn:
+    version = history.one_version(conn, patient_id, number)
+    if version is None:
+        raise Conflict(f"Patient {patient_id} has no version {number} to go back to.")
+    values = {name: version["values"].get(name) for name in WRITABLE}
+    if values["date_of_birth"]:
+        values.pop("age")
+    return PatientIn.model_validate({k: v for k, v in values.items() if v is not None})
+
+
+def _reopen(
+    conn: Connection, source: dict[str, Any], data: PatientIn, event: Event
+) -> dict[str, Any]:
+    now = utc_now()
+    values = {
+        **_stored_values(data),
+        "deleted_at": None,
+        "merged_into": None,
+        "updated_at": now,
+        "version": source["version"] + 1,
+    }
+    conn.execute(update(patients).where(patients.c.id == source["id"]).values(values))
+    _keep_identifiers(conn, source["id"], data)
+    stored = {**source, **values}
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))

@@ -13,9 +13,9 @@ from healthcare.audit.queries import AuditPageQuery, find_events, last_change
 from healthcare.auth.access import Permission, authorize
 from healthcare.auth.web import current_actor
 from healthcare.db.database import current_database
-from healthcare.errors import Conflict, PossibleDuplicates, VersionMismatch
+from healthcare.errors import Conflict, NotFound, PossibleDuplicates, VersionMismatch
 from healthcare.patients import service
-from healthcare.patients.schemas import PageQuery, PatientQuery
+from healthcare.patients.schemas import MergeRequest, PageQuery, PatientQuery
 from healthcare.ui.blueprint import bp, page_links
 from healthcare.ui.forms import PATIENT_FIELDS, patient_as_form, patient_from_form, submitted
 
@@ -212,3 +212,69 @@ def patient_history(patient_id: int) -> str:
         actions=HISTORY_ACTIONS,
         shown=_shown,
     )
+
+
+MERGE_FIELDS = (
+    "name", "family_name", "given_names", "date_of_birth", "gender", "phone", "email",
+    "address_lines", "city", "postal_code", "country", "disease", "notes",
+)  # fmt: skip
+
+
+def _merge_source(db: Any, actor: Any, wanted: str) -> dict[str, Any] | None:
+    """The record a person named by id or record number, if it can be read."""
+    if wanted.isdigit():
+        try:
+            return service.get_patient(db, actor, int(wanted))
+        except NotFound:
+            return None
+    try:
+        query = PatientQuery(mrn=wanted, limit=1)
+    except ValidationError:
+        return None
+    items = service.list_patients(db, actor, query)["items"]
+    return items[0] if items else None
+
+
+@bp.route("/ui/patients/<int:patient_id>/merge", methods=["GET", "POST"])
+def patient_merge(patient_id: int) -> Response:
+    """Merge a duplicate into this record, choosing for each field which value stays."""
+    db, actor = current_database(), current_actor()
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.merge", patient_id)
+    if request.method == "POST":
+        return _merge_submitted(db, actor, patient_id)
+    target = service.get_patient(db, actor, patient_id)
+    wanted = request.args.get("source", "").strip()
+    source = _merge_source(db, actor, wanted) if wanted else None
+    problem = None
+    if wanted and (source is None or source["id"] == patient_id or source["merged_into"]):
+        problem, source = "No other current record has that number.", None
+    page = render_template(
+        "patients/merge.html",
+        target=target,
+        source=source,
+        wanted=wanted,
+        problem=problem,
+        fields=MERGE_FIELDS,
+        labels=HISTORY_LABELS,
+        shown=_shown,
+    )
+    return Response(page, 404 if problem else 200)
+
+
+def _merge_submitted(db: Any, actor: Any, patient_id: int) -> Response:
+    form = request.form
+    chosen = [name for name in MERGE_FIELDS if form.get(f"keep-{name}") == "source"]
+    try:
+        merge = MergeRequest(
+            source_id=int(form.get("source_id", "0")),
+            source_version=int(form.get("source_version", "0")),
+            target_version=int(form.get("target_version", "0")),
+            take_from_source=chosen,
+        )
+        service.merge_patients(db, actor, patient_id, merge)
+    except (ValueError, ValidationError, VersionMismatch, NotFound, Conflict):
+        flash({"text": "One of the records changed or is gone, or the choice was not valid; "
+                       "nothing was merged. Check both records and try again."})  # fmt: skip
+        return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
+    flash({"text": f"Record {merge.source_id} was merged into this one."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
