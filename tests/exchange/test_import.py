@@ -104,6 +104,14 @@ def test_unknown_columns_are_refused(runner: CliRunner, tmp_path: Path) -> None:
     assert "unknown columns: shoe_size" in result.output
 
 
+def test_a_file_that_is_not_utf8_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("name,age\nJosé Núñez,40\n".encode("latin-1"))
+    result = runner.invoke(main, ["patients", "import", str(path)])
+    assert result.exit_code == 2
+    assert "codec can't decode" in result.output
+
+
 def test_ndjson_lines_are_checked_as_fhir(runner: CliRunner, tmp_path: Path) -> None:
     lines = '{"resourceType": "Patient", "birthDate": "1970"}\nnot json\n'
     path = write(tmp_path, lines, "patients.ndjson")

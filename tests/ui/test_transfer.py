@@ -95,6 +95,9 @@ def test_an_invalid_file_is_refused_with_nothing_written(
 ) -> None:
     admin = as_role("admin")
     assert upload(admin, "shoe_size\n9\n").status_code == 422
+    no_file = admin.post("/ui/admin/import", dry_run="on")
+    assert no_file.status_code == 422
+    assert "Choose a file to import." in no_file.get_data(as_text=True)
     response = upload(admin, HEADER + "Asha Verma,34,\n,,\n")
     assert response.status_code == 422
     assert "Nothing imported" in response.get_data(as_text=True)
