@@ -35,9 +35,13 @@ def test_the_hooks_every_request_passes_are_these(app: OpenAPI) -> None:
         "patients_api": ["healthcare.api.patients._require_json_body"],
         "ui": ["healthcare.ui.admin._admins_only"],
     }
-    assert _hooks(app.after_request_funcs) == {}
+    assert _hooks(app.after_request_funcs) == {
+        None: ["healthcare.fhir.outcome.problems_as_outcomes"]
+    }
     assert _hooks(app.teardown_request_funcs) == {}
-    assert _hooks(app.url_value_preprocessors) == {}
+    assert _hooks(app.url_value_preprocessors) == {
+        "ui": ["healthcare.ui.transfer._larger_body_for_the_upload"]
+    }
     assert [type(app.wsgi_app).__qualname__] == ["RequestMiddleware"]
     assert app.wsgi_app.wsgi_app == app.__class__.wsgi_app.__get__(app)  # type: ignore[attr-defined]
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from flask_openapi3 import Info, OpenAPI
 
-from healthcare import api, observability, ui
+from healthcare import api, fhir, observability, ui
 from healthcare.api.problems import Problem, validation_problem
 from healthcare.audit.keys import keyed_audit
 from healthcare.audit.pipeline import open_configured_database
@@ -65,5 +65,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.proxy_addresses, hops)  # type: ignore[method-assign]
     observability.init_app(app)
     api.init_app(app)
+    fhir.init_app(app)
     ui.init_app(app)
     return app

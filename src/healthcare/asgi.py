@@ -3,7 +3,9 @@ adapter that reads each request whole before a thread runs it (``healthcare.whol
 
 from healthcare import create_app
 from healthcare.config import Settings
-from healthcare.whole_requests import WholeRequests
+from healthcare.whole_requests import LargeUpload, WholeRequests
+
+IMPORT_UPLOAD_SECONDS = 300  # 64 MiB over a slow clinic line
 
 flask_app = create_app()
 settings: Settings = flask_app.extensions["healthcare.settings"]
@@ -25,4 +27,7 @@ app = WholeRequests(
     deadline=settings.read_timeout_seconds,
     threads=settings.blocking_threads,
     on_shutdown=_shut_down,
+    large_uploads={
+        "/ui/admin/import": LargeUpload(settings.max_import_bytes, IMPORT_UPLOAD_SECONDS),
+    },
 )

@@ -173,7 +173,9 @@ def seed(count: int, random_seed: int | None) -> None:
 
     with _database() as db:
         migrate.upgrade(db.engine)
-        written = insert_synthetic(db.engine, count, random_seed=random_seed)
+        written = insert_synthetic(
+            db.engine, count, random_seed=random_seed, mrn_prefix=db.mrn_prefix
+        )
     click.echo(f"inserted {written} patients")
 
 
@@ -263,6 +265,64 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     with _database() as db:
         purge_patient(db, Actor.operator(), patient_id)
     click.echo(f"patient {patient_id} purged")
+
+
+@patients.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv",
+              show_default=True, help="CSV (docs/fhir.md) or FHIR NDJSON.")  # fmt: skip
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write [default: standard output].")  # fmt: skip
+@_fail_cleanly
+def patients_export(fmt: str, output: Any) -> None:
+    """Write every patient that is not deleted; each is in the audit trail as exported."""
+    from healthcare.exchange import export_lines
+
+    with _database() as db:
+        for chunk in export_lines(db, Actor.operator(), fmt):  # type: ignore[arg-type]
+            output.write(chunk)
+
+
+@patients.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default=None,
+              help="[default: from the file name: .ndjson/.jsonl or CSV]")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Create the valid rows even if some are not.")
+@click.option("--confirm-duplicates", is_flag=True,
+              help="Create rows that look like patients on record too.")  # fmt: skip
+@_fail_cleanly
+def patients_import(
+    path: str, fmt: str | None, dry_run: bool, skip_invalid: bool, confirm_duplicates: bool
+) -> None:
+    """Create patients from a CSV file (header: docs/fhir.md) or FHIR NDJSON. Nothing is
+    written when any row has a problem, unless --skip-invalid."""
+    from healthcare.exchange import format_of, read_patients
+    from healthcare.exchange.tabular import UnreadableFile
+    from healthcare.patients.bulk import import_patients
+
+    chosen = fmt or format_of(path)
+    with _database() as db, open(path, encoding="utf-8-sig", newline="") as lines:
+        rows = read_patients(lines, chosen)  # type: ignore[arg-type]
+        try:
+            report = import_patients(
+                db,
+                Actor.operator(),
+                rows,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+                confirm_duplicates=confirm_duplicates,
+            )
+        except (UnreadableFile, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"{path}: {exc}") from None
+    for number, message in report.problems:
+        click.echo(f"row {number}: {message}", err=True)
+    if report.written:
+        click.echo(f"created {len(report.created)} of {report.rows} patients")
+    else:
+        verb = "would create" if dry_run else "nothing written; would create"
+        click.echo(f"{verb} {report.to_create} of {report.rows} patients")
+    if report.problems and not (dry_run or report.written):
+        raise SystemExit(1)
 
 
 def _record(db: Database, action: str, detail: str, outcome: str = "success") -> None:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # The admin import page's upload only (a file of patients); every other route keeps
+    # max_body_bytes.
+    max_import_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     blocking_threads: int = Field(8, ge=1, le=256)
     # Headers (granian) and body (healthcare.whole_requests) must arrive within this time.
@@ -52,6 +55,8 @@ class Settings(BaseSettings):
     audit_checkpoints: Path | None = None
     audit_checkpoint_seconds: int = Field(60, ge=1, le=24 * 3600)
     app_role_password: SecretStr | None = None
+    # Patient identity (issue 14): the letters before a medical record number's digits.
+    mrn_prefix: str = Field("MRN", pattern=r"^[A-Z]{0,8}$")
 
     @field_validator("database_url")
     @classmethod

@@ -22,6 +22,8 @@ def repeated_parameters(args: MultiDict[str, str]) -> list[str]:
 def one_value_per_query_parameter() -> Any:
     if "&" not in request.environ.get("QUERY_STRING", ""):
         return None  # at most one parameter: nothing can repeat
+    if request.blueprint == "fhir":
+        return None  # FHIR repeats a parameter for a range (birthdate=ge..&birthdate=le..)
     repeated = repeated_parameters(request.args)
     if not repeated:
         return None

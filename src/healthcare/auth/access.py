@@ -27,6 +27,7 @@ class Permission(StrEnum):
     MANAGE_DELETED = "manage deleted patients"
     MANAGE_USERS = "manage users and tokens"
     READ_AUDIT = "read the audit trail"
+    BULK_TRANSFER = "import and export patients in bulk"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {

@@ -35,6 +35,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "ui.login",
         "docs.docs_script",
         "docs.docs_asset",
+        "fhir.metadata",
     }
 )
 # What a user whose password must be changed (the generated first admin's) may still do.

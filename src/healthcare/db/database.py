@@ -43,8 +43,10 @@ class Database:
         around_write: Callable[[Connection], AbstractContextManager[Any]],
         pending_events: Callable[[Write], PendingEvents],
         on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
+        mrn_prefix: str = "MRN",
     ) -> None:
         self.engine = engine
+        self.mrn_prefix = mrn_prefix  # what new medical record numbers start with
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(
             engine,

@@ -51,9 +51,64 @@ class Patient(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Patient identity (migration 0004): see docs/patient-identity.md.
+    mrn: Mapped[str | None] = mapped_column(String(40), unique=True)
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    given_names: Mapped[str | None] = mapped_column(String(200))
+    address_lines: Mapped[str | None] = mapped_column(String(400))
+    city: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(100))
+    # The identifiers as JSON, read with the row; patient_identifiers is what keeps them
+    # unique and finds a patient by one.
+    identifiers: Mapped[str | None] = mapped_column(Text)
+    merged_into: Mapped[int | None] = mapped_column(Integer)
+    # Search keys, derived by the service: folded names, the phone's last nine digits.
+    family_search: Mapped[str | None] = mapped_column(String(200))
+    given_search: Mapped[str | None] = mapped_column(String(200))
+    phone_key: Mapped[str | None] = mapped_column(String(16))
+    # The phonetic block of duplicate detection (see healthcare.patients.matching).
+    name_key: Mapped[str | None] = mapped_column(String(16))
 
 
 patients = Patient.__table__
+SEARCH_KEYS = ("name_search", "family_search", "given_search", "phone_key", "name_key")
+
+
+class PatientIdentifier(Base):
+    """Further identifiers of a patient (another clinic's MRN, a national number): a value is
+    unique within its system, across all patients."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (
+        UniqueConstraint("system", "value", name="uq_patient_identifiers_system_value"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    system: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(200))
+
+
+patient_identifiers = PatientIdentifier.__table__
+
+
+class PatientVersion(Base):
+    """Every version of every patient: its values as the API showed them, who and when."""
+
+    __tablename__ = "patient_versions"
+
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(64))
+    values: Mapped[str] = mapped_column(Text)
+
+
+patient_versions = PatientVersion.__table__
 
 
 class PatientTotals(Base):

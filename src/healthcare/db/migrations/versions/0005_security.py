@@ -6,8 +6,8 @@ Existing audit rows keep their plain SHA-256 hashes: ``audit_chain.keyed_from`` 
 the first keyed write) is the id from which every row is an HMAC under the audit key.
 Duplicate token labels of one user are renamed ``label (id N)`` before the unique constraint.
 
-Revision ID: 0004s
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29
 """
 
@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004s"
-down_revision = "0004r"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
