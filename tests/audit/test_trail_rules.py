@@ -26,10 +26,12 @@ def _head(conn: Connection) -> tuple[int, str]:
 
 
 def test_an_events_values_are_its_columns_with_the_fields_sorted() -> None:
-    event = trail.Event("patient.update", "stale", 1, "ann", "lab", "10.0.0.1", "r1", 9,
-                        ["notes", "age"], "why", AT)  # fmt: skip
+    event = trail.Event("patient.update", "stale", user_id=1, username="ann", token_label="lab",
+                        token_id=5, client="10.0.0.1", request_id="r1", patient_id=9,
+                        fields=["notes", "age"], detail="why", at=AT)  # fmt: skip
     assert event.values() == (AT, 1, "ann", "lab", "patient.update", 9, "stale", "10.0.0.1",
-                              "r1", "age,notes", "why")  # fmt: skip
+                              "r1", "age,notes", "why", 5)  # fmt: skip
+    assert trail.VALUE_COLUMNS[-1] == "token_id"
     assert trail.Event("x", fields=[]).values()[9] is None
     assert trail.Event("x").outcome == trail.SUCCESS == "success"
 
@@ -67,12 +69,16 @@ def test_appended_events_extend_the_chain_from_its_head(db: Database) -> None:
     _write(db)
     with db.engine.connect() as conn:
         last_id, last_hash = _head(conn)
+        keyed = conn.execute(select(audit_chain.c.keyed_from, audit_chain.c.key_id)).one()
+    key = trail.key_for(db.engine)
+    assert key is not None  # the test app registers an audit key: the chain is keyed
+    assert tuple(keyed) == (1, trail.key_id(key))
     rows = audit_rows(db)
     assert [row["id"] for row in rows] == [1, 2]
     assert (last_id, last_hash) == (2, rows[-1]["hash"])
-    first = trail.row_hash(trail.GENESIS_HASH, 1, trail.stored_values(rows[0]))
+    first = trail.row_hash(trail.GENESIS_HASH, 1, trail.stored_values(rows[0]), key)
     assert rows[0]["hash"] == first
-    assert rows[1]["hash"] == trail.row_hash(first, 2, trail.stored_values(rows[1]))
+    assert rows[1]["hash"] == trail.row_hash(first, 2, trail.stored_values(rows[1]), key)
 
 
 def test_a_batch_joins_the_chain_once_at_its_end(db: Database) -> None:
@@ -109,13 +115,15 @@ def test_an_empty_chain_verifies_with_no_rows(db: Database) -> None:
 
 def test_verify_says_which_row_is_missing_or_edited(db: Database) -> None:
     _write(db, *(trail.Event(f"e{i}") for i in range(4)))
-    assert trail.verify(db.engine) == trail.ChainReport(4)
+    assert trail.verify(db.engine) == trail.ChainReport(4, keyed_from=1)
     with audit_guard_lifted(db.engine) as conn:
         conn.execute(text("UPDATE audit_events SET detail = 'edited' WHERE id = 3"))
-    assert trail.verify(db.engine) == trail.ChainReport(2, 3, "row 3 does not match its hash")
+    assert trail.verify(db.engine) == trail.ChainReport(
+        2, 3, "row 3 does not match its hash", keyed_from=1
+    )
     with audit_guard_lifted(db.engine) as conn:
         conn.execute(text("DELETE FROM audit_events WHERE id = 2"))
-    assert trail.verify(db.engine) == trail.ChainReport(1, 2, "row 2 is missing")
+    assert trail.verify(db.engine) == trail.ChainReport(1, 2, "row 2 is missing", keyed_from=1)
 
 
 def test_verify_notices_rows_cut_from_the_end(db: Database) -> None:
@@ -123,7 +131,7 @@ def test_verify_notices_rows_cut_from_the_end(db: Database) -> None:
     with audit_guard_lifted(db.engine) as conn:
         conn.execute(text("DELETE FROM audit_events WHERE id = 3"))
     report = trail.verify(db.engine)
-    assert report == trail.ChainReport(2, 3, "rows after 2 are missing (head at 3)")
+    assert report == trail.ChainReport(2, 3, "rows after 2 are missing (head at 3)", keyed_from=1)
 
 
 def test_the_api_shows_a_row_with_its_fields_as_a_list(db: Database) -> None:
@@ -135,7 +143,7 @@ def test_the_api_shows_a_row_with_its_fields_as_a_list(db: Database) -> None:
         "id": 1, "at": "2026-05-04T03:02:01.123456Z", "user_id": None, "username": None,
         "token_label": None, "action": "patient.update", "patient_id": 4, "outcome": "success",
         "client": None, "request_id": None, "fields": ["a", "b"], "detail": None,
-        "hash": first["hash"],
+        "token_id": None, "hash": first["hash"],
     }  # fmt: skip
     assert trail.as_api(second)["fields"] == []
 

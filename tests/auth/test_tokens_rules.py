@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
+from healthcare import clock
 from healthcare.auth import tokens
 from healthcare.auth.access import Actor, Role
 from healthcare.db.database import Database
-from healthcare.db.models import users
+from healthcare.db.models import api_tokens, users
 from healthcare.errors import Conflict, Forbidden, NotFound
 from tests.conftest import Account, FakeClock, audit_rows
 
@@ -47,21 +48,26 @@ def test_a_new_token_is_described_once_with_its_secret(
         "expires_at": (now + timedelta(days=2)).isoformat(timespec="microseconds")[:-6] + "Z",
         "revoked_at": None,
         "state": "active",
+        "created_by": admin_actor.username,
     }
     [listed] = [t for t in tokens.list_tokens(db, admin_actor) if t["id"] == made["id"]]
     assert listed == made
     [row] = audit_rows(db, action="token.create")
-    assert (row["detail"], row["outcome"]) == ("user=viewer label=reports", "success")
+    detail = f"user=viewer label=reports on behalf of viewer id={made['id']}"
+    assert (row["detail"], row["outcome"]) == (detail, "success")
 
 
-def test_a_token_without_expiry_never_expires(
+def test_a_token_asked_for_without_a_lifetime_lasts_the_default(
     db: Database, admin_actor: Actor, fake_clock: FakeClock
 ) -> None:
-    made = tokens.create_token(db, admin_actor, "viewer", "forever")
-    assert made["expires_at"] is None
-    fake_clock.advance(days=4000)
-    actor, why = _check(db, made["token"])
-    assert (actor is not None, why) == (True, "valid")
+    made = tokens.create_token(db, admin_actor, "viewer", "default")
+    lifetime = timedelta(days=tokens.DEFAULT_LIFETIME_DAYS)
+    assert made["expires_at"] == clock.rfc3339(fake_clock.now + lifetime)
+    fake_clock.advance(days=tokens.DEFAULT_LIFETIME_DAYS, seconds=-1)
+    assert _check(db, made["token"])[1] == "valid"
+    fake_clock.advance(seconds=2)
+    db.credentials.clear()
+    assert _check(db, made["token"])[0] is None
 
 
 def test_tokens_are_made_only_for_enabled_users_that_exist(
@@ -141,8 +147,12 @@ def test_a_valid_token_stands_for_its_user(db: Database, accounts: dict[str, Acc
     clinician = accounts["clinician"]
     actor, why = _check(db, clinician.token)
     assert why == "valid"
+    with db.engine.connect() as conn:
+        token_id = conn.execute(
+            select(api_tokens.c.id).where(api_tokens.c.user_id == clinician.user_id)
+        ).scalar_one()
     assert actor == Actor(clinician.user_id, "clinician", Role.CLINICIAN, "tests", "10.1.1.1",
-                          "req-5")  # fmt: skip
+                          "req-5", token_id=token_id)  # fmt: skip
 
 
 def test_unknown_and_disabled_users_tokens_are_refused(

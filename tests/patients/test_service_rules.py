@@ -11,14 +11,19 @@ from sqlalchemy import Engine, func, select
 from healthcare.auth.access import Actor
 from healthcare.db.database import Database
 from healthcare.db.models import patients
-from healthcare.errors import Conflict, Forbidden, NotFound, VersionMismatch
+from healthcare.errors import Conflict, Deleted, Forbidden, NotFound, VersionMismatch
 from healthcare.patients import service
 from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery
 from tests.conftest import Account, FakeClock, audit_rows
 
 CREATED = datetime(2026, 3, 1, 8, 0, 0, 5, tzinfo=UTC)
-ROW = (7, "Asha Verma", 30, "flu", "female", None, "+44 1", "a@example.org", "n", CREATED,
-       CREATED, 2)  # fmt: skip
+ROW = service.as_row({
+    "id": 7, "name": "Asha Verma", "age": 30, "disease": "flu", "gender": "female",
+    "date_of_birth": None, "phone": "+44 1", "email": "a@example.org", "notes": "n",
+    "created_at": CREATED, "updated_at": CREATED, "version": 2, "mrn": "MRN-7",
+    "family_name": "Verma", "given_names": "Asha", "address_lines": None, "city": None,
+    "postal_code": None, "country": None, "identifiers": None, "merged_into": None,
+})  # fmt: skip
 
 
 @pytest.fixture
@@ -43,16 +48,19 @@ def _stored_count(engine: Engine) -> int:
 
 def test_a_row_is_shown_with_its_stored_age_when_no_birth_date_is_known() -> None:
     assert service.to_api(ROW) == {
-        "id": 7, "name": "Asha Verma", "age": 30, "disease": "flu", "gender": "female",
-        "date_of_birth": None, "phone": "+44 1", "email": "a@example.org", "notes": "n",
-        "created_at": "2026-03-01T08:00:00.000005Z", "updated_at": "2026-03-01T08:00:00.000005Z",
-        "version": 2,
+        "id": 7, "mrn": "MRN-7", "name": "Asha Verma", "family_name": "Verma",
+        "given_names": "Asha", "age": 30, "disease": "flu", "gender": "female",
+        "date_of_birth": None, "phone": "+44 1", "email": "a@example.org", "address_lines": None,
+        "city": None, "postal_code": None, "country": None, "identifiers": [], "notes": "n",
+        "merged_into": None, "created_at": "2026-03-01T08:00:00.000005Z",
+        "updated_at": "2026-03-01T08:00:00.000005Z", "version": 2,
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("born", [date(2000, 6, 15), "2000-06-15"])
 def test_a_birth_date_makes_the_age_follow_the_calendar(born: date | str) -> None:
-    row = (*ROW[:5], born, *ROW[6:])
+    at = service.FIELDS.index("date_of_birth")
+    row = (*ROW[:at], born, *ROW[at + 1 :])
     day_before = service.to_api(row, date(2026, 6, 14))
     birthday = service.to_api(row, date(2026, 6, 15))
     assert (day_before["age"], birthday["age"]) == (25, 26)
@@ -90,9 +98,10 @@ def test_the_fields_a_client_may_send_leave_out_the_age_when_a_birth_date_is_kno
     current = dict.fromkeys(service.WRITABLE)
     current.update(name="A B", age=20, date_of_birth=date(2001, 2, 3), notes="x")
     assert service.writable_fields(current) == {"name": "A B", "date_of_birth": "2001-02-03",
-                                                "notes": "x"}  # fmt: skip
+                                                "notes": "x", "identifiers": []}  # fmt: skip
     current["date_of_birth"] = None
-    assert service.writable_fields(current) == {"name": "A B", "age": 20, "notes": "x"}
+    assert service.writable_fields(current) == {"name": "A B", "age": 20, "notes": "x",
+                                                "identifiers": []}  # fmt: skip
 
 
 def test_a_merge_patch_replaces_removes_and_keeps() -> None:
@@ -102,7 +111,7 @@ def test_a_merge_patch_replaces_removes_and_keeps() -> None:
         {"disease": None, "age": None, "date_of_birth": "2001-02-03"}
     )
     merged = service.merge_patch(current, patch)
-    assert merged == PatientIn(name="A B", date_of_birth="2001-02-03", notes="keep")
+    assert merged == PatientIn(name="A B", date_of_birth="2001-02-03", notes="keep", identifiers=[])
 
 
 def test_an_update_bumps_the_version_and_names_only_the_changed_fields(
@@ -138,11 +147,11 @@ def test_deleting_hides_the_patient_and_restoring_brings_a_new_version(
 ) -> None:
     made = _new(db, admin_actor)
     service.delete_patient(db, admin_actor, made["id"], expected_version=1)
-    with pytest.raises(NotFound):
+    with pytest.raises(Deleted, match=rf"^Patient {made['id']} has been deleted\.$"):
         service.get_patient(db, admin_actor, made["id"])
     [deleted] = service.list_deleted(db, admin_actor, PageQuery())["items"]
     assert (deleted["id"], deleted["version"]) == (made["id"], 2)
-    with pytest.raises(NotFound, match=f"^No patient with id {made['id']}"):
+    with pytest.raises(Deleted, match=rf"^Patient {made['id']} has been deleted\.$"):
         service.patch_patient(db, admin_actor, made["id"], PatientPatch(age=1))
     restored = service.restore_patient(db, admin_actor, made["id"], expected_version=2)
     assert restored["version"] == 3

@@ -299,7 +299,7 @@ def _walk(
         for row in result.mappings():
             row_id = row["id"]
             if row_id != expected_id:
-                return ChainReport(row_id - 1, expected_id, f"row {expected_id} is missing")
+                return ChainReport(expected_id - 1, expected_id, f"row {expected_id} is missing")
             row_key = key if keyed_from is not None and row_id >= keyed_at else None
             if row_hash(previous, row_id, stored_values(row), row_key) != row["hash"]:
                 return ChainReport(row_id - 1, row_id, f"row {row_id} does not match its hash")
