@@ -37,6 +37,7 @@ from healthcare.db.models import Base, api_tokens, audit_events, users
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+TEST_AUDIT_KEY = "test-audit-key-for-live-servers-0123456789"
 POSTGRES_ENV = "HEALTHCARE_TEST_POSTGRES_URL"
 
 

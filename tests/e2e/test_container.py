@@ -236,8 +236,11 @@ def test_backup_while_writing_restores_into_a_fresh_volume(deployment: Deploymen
              "(select name from patients order by id)').fetchone())")  # fmt: skip
     volumes = ["-v", f"{fresh}:/data", "-v", f"{deployment.project}_backups:/backups"]
     try:
+        # As the README's restore drill: the restored trail is checked with the audit key.
+        key = deployment.compose("exec", "-T", "app", "cat", "/data/audit.key").stdout.strip()
         docker("run", "--rm", *volumes, "-e", "HEALTHCARE_SECRET_KEY=" + "k" * 40,
-                deployment.image, "restore", path, "--yes")  # fmt: skip
+                "-e", f"HEALTHCARE_AUDIT_KEY={key}", deployment.image, "restore", path,
+                "--yes")  # fmt: skip
         in_backup = docker("run", "--rm", *volumes, "--entrypoint", "python3",
                             deployment.image, "-c", count, path).stdout  # fmt: skip
         restored = docker("run", "--rm", *volumes, "--entrypoint", "python3",

@@ -124,7 +124,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         f"HEALTHCARE_SECRET_KEY={uuid.uuid4().hex}{uuid.uuid4().hex}\nPYTHON_IMAGE={base}\n"
         f"HEALTHCARE_PORT={port}\nHEALTHCARE_IMAGE_TAG={project}\n"
         f"POSTGRES_PASSWORD={uuid.uuid4().hex}\nPOSTGRES_IMAGE={images['postgres']}\n"
-        f"HAPROXY_IMAGE={images['haproxy']}\n"
+        f"HAPROXY_IMAGE={images['haproxy']}\nHEALTHCARE_APP_DB_PASSWORD={uuid.uuid4().hex}\n"
+        f"HEALTHCARE_ADMIN_PASSWORD=scale tests admin {uuid.uuid4().hex}\n"
     )
     deployed = Stack(project, env_file, f"http://127.0.0.1:{port}")
     try:

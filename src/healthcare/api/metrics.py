@@ -26,7 +26,17 @@ api = APIBlueprint(
 )
 
 
-@api.get("/metrics", summary="Prometheus metrics, added up over this server's processes")
+PROMETHEUS_TEXT = {
+    "description": "The Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
+@api.get(
+    "/metrics",
+    summary="Prometheus metrics, added up over this server's processes",
+    responses={200: PROMETHEUS_TEXT},
+)
 def prometheus() -> Response:
     authorize(current_database(), current_actor(), Permission.READ_AUDIT, "read metrics")
     body, content_type = metrics.exposition()
