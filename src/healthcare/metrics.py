@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from functools import cache
 from types import SimpleNamespace
 from typing import Any
@@ -36,8 +37,18 @@ def fresh_multiprocess_dir() -> str:
     return folder
 
 
-@cache
+_MAKING = threading.Lock()
+
+
 def _instruments() -> SimpleNamespace:
+    """The instruments, made once per process: threads that report their first sample at the
+    same moment (a request and the writer thread) must not register them twice."""
+    with _MAKING:
+        return _made()
+
+
+@cache
+def _made() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram
 
     made = SimpleNamespace(

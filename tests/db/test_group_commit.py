@@ -124,3 +124,17 @@ def test_writes_of_requests_that_arrive_together_share_one_commit(engine: Engine
         assert all(f.result(10) for f in requests)
     assert len(batches) == 2  # the blocker's transaction, then the four requests' one
     assert _count(engine) == 4
+
+
+def test_a_failing_commit_report_neither_stops_the_writer_nor_its_callers(engine: Engine) -> None:
+    """``on_commit`` is a report (the metrics): if it fails, the write is still answered and
+    the next write is still committed (a writer thread that died left its callers waiting)."""
+
+    def broken_report(_units: int, _seconds: float) -> None:
+        raise ValueError("the report failed")
+
+    writer = GroupCommit(engine, on_commit=broken_report)
+    assert writer.run(_insert("First")) > 0
+    assert writer.run(_insert("Second")) > 0
+    assert _count(engine) == 2
+    writer.close()

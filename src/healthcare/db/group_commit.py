@@ -10,6 +10,7 @@ A unit may run more than once (see ``_commit``): it must only touch the database
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import threading
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, Engine
 from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
+log = logging.getLogger("healthcare.db")
 MAX_BATCH = 64
 _STOP: Any = object()  # queued by close(): the writer ends after the units before it
 
@@ -149,6 +151,9 @@ class GroupCommit:
                     self._commit([unit])
                 return
             batch[0].result, batch[0].error = None, exc
-        self.on_commit(len(batch), time.perf_counter() - started)
         for unit in batch:
             unit.done.set()
+        try:
+            self.on_commit(len(batch), time.perf_counter() - started)
+        except Exception:  # a report must never stop the writer, whose callers would wait forever
+            log.exception("on_commit failed")
