@@ -138,3 +138,17 @@ def test_a_failing_commit_report_neither_stops_the_writer_nor_its_callers(engine
     assert writer.run(_insert("Second")) > 0
     assert _count(engine) == 2
     writer.close()
+
+
+def test_a_write_racing_a_close_is_still_committed(engine: Engine) -> None:
+    """A write that arrives while close() stops the writer runs on a new writer, never behind
+    the stop (where it waited forever: seen as a command that hung at exit)."""
+    writer = GroupCommit(engine)
+    for round_ in range(20):
+        with ThreadPoolExecutor(2) as pool:
+            closing = pool.submit(writer.close)
+            writing = pool.submit(writer.run, _insert(f"Racing {round_}"))
+            closing.result(10)
+            assert writing.result(10) > 0
+    assert _count(engine) == 20
+    writer.close()
