@@ -4,6 +4,7 @@ the record number on the record, and the history page, each checked by axe-core.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.e2e.test_browser import (  # noqa: F401 - fixtures
     chromium,
     new_context,
     screenshot,
+    screenshots,
     sign_in,
     site,
 )
@@ -27,6 +29,7 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
     chromium: Any,  # noqa: F811
     axe_source: str,  # noqa: F811
     site: Site,  # noqa: F811
+    screenshots: Path,  # noqa: F811
 ) -> None:
     from playwright.sync_api import expect
 
@@ -47,7 +50,7 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
     expect(warning).to_contain_text(first["mrn"])
     expect(page.get_by_label("Family name")).to_have_value("Vrema")
     assert_accessible(page, "duplicate warning")
-    screenshot(page, "patient-duplicate-warning")
+    screenshot(page, screenshots, "patient-duplicate-warning")
 
     page.get_by_role("button", name="Create anyway").click()
     page.wait_for_url(re.compile(r".*/ui/patients/\d+$"))
@@ -66,7 +69,7 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
     expect(version_2.get_by_role("row", name="Family name Vrema Verma-Rao")).to_be_visible()
     expect(page.get_by_role("heading", name="Version 1: added")).to_be_visible()
     assert_accessible(page, "patient history")
-    screenshot(page, "patient-history")
+    screenshot(page, screenshots, "patient-history")
 
     duplicate_mrn = page.locator("h1 .mrn").inner_text()
     page.goto(f"{site.url}/ui/patients/{first['id']}")
@@ -75,7 +78,7 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
     page.get_by_role("button", name="Compare").click()
     expect(page.get_by_role("row", name=re.compile("^Family name"))).to_contain_text("Verma-Rao")
     assert_accessible(page, "merge page")
-    screenshot(page, "patient-merge")
+    screenshot(page, screenshots, "patient-merge")
     page.get_by_role("button", name="Merge the duplicate into this record").click()
     expect(page.get_by_text("was merged into this one")).to_be_visible()
     context.close()

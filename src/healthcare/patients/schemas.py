@@ -77,8 +77,12 @@ Notes = optional_text(2000)
 AddressLines = optional_text(400)
 ShortText = optional_text(100)
 PostalCode = optional_text(20)
+# The same rule as _phone, written out so that the OpenAPI document says it too.
+PHONE_PATTERN = r"^[+() .\-]*(?:[0-9][+() .\-]*){3,}$"
 Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(_phone)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=40, pattern=PHONE_PATTERN),
+    AfterValidator(_phone),
 ]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 Age = Annotated[int, Field(ge=0, le=150)]
