@@ -124,3 +124,17 @@ def test_writes_of_requests_that_arrive_together_share_one_commit(engine: Engine
         assert all(f.result(10) for f in requests)
     assert len(batches) == 2  # the blocker's transaction, then the four requests' one
     assert _count(engine) == 4
+
+
+def test_a_write_racing_a_close_is_still_committed(engine: Engine) -> None:
+    """A write that arrives while close() stops the writer runs on a new writer, never behind
+    the stop (where it waited forever: seen as a command that hung at exit)."""
+    writer = GroupCommit(engine)
+    for round_ in range(20):
+        with ThreadPoolExecutor(2) as pool:
+            closing = pool.submit(writer.close)
+            writing = pool.submit(writer.run, _insert(f"Racing {round_}"))
+            closing.result(10)
+            assert writing.result(10) > 0
+    assert _count(engine) == 20
+    writer.close()

@@ -79,34 +79,34 @@ class GroupCommit:
         """Run ``work`` in a write transaction and return its result once committed; the
         writes of other threads that arrive meanwhile join the same commit."""
         unit = _Unit(work)
-        self._ensure_writer()
-        self._queue.put(unit)
+        with self._start_lock:  # never queued behind a close()'s stop, where none would run it
+            self._ensure_writer()
+            self._queue.put(unit)
         unit.done.wait()
         if unit.error is not None:
             raise unit.error
         return unit.result  # type: ignore[return-value]
 
     def _ensure_writer(self) -> None:
-        # Started lazily, and again in a forked child, which inherits no threads.
-        if self._started_in == os.getpid():
-            return
-        with self._start_lock:
-            if self._started_in != os.getpid():
-                self._queue = queue.SimpleQueue()
-                self._writer = threading.Thread(
-                    target=self._write_forever, name="group-commit", daemon=True
-                )
-                self._writer.start()
-                self._started_in = os.getpid()
+        """With ``_start_lock`` held. Started lazily, again after close(), and again in a
+        forked child, which inherits no threads."""
+        if self._started_in != os.getpid():
+            self._queue = queue.SimpleQueue()
+            self._writer = threading.Thread(
+                target=self._write_forever, name="group-commit", daemon=True
+            )
+            self._writer.start()
+            self._started_in = os.getpid()
 
     def close(self) -> None:
         """Let this process's writer thread end once the writes queued before have committed:
         a process that forks afterwards (the server's parent) must have no thread running."""
-        if self._started_in != os.getpid():
-            return
-        self._queue.put(_STOP)
-        self._writer.join()
-        self._started_in = None
+        with self._start_lock:
+            if self._started_in != os.getpid():
+                return
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._started_in = None
 
     def _write_forever(self) -> None:
         while True:
