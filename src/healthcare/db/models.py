@@ -51,7 +51,7 @@ class Patient(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Patient identity (migration 0004): see docs/patient-identity.md.
+    # Patient identity (migration 0006): see docs/patient-identity.md.
     mrn: Mapped[str | None] = mapped_column(String(40), unique=True)
     family_name: Mapped[str | None] = mapped_column(String(200))
     given_names: Mapped[str | None] = mapped_column(String(200))

@@ -7,7 +7,7 @@ Listings page through active patients by id with an offset: a partial index on t
 ids lets the database skip the rows before the page in a narrow index instead of in the wide
 table (a page at a random offset of 100,000 rows took about half the time in-process).
 
-Revision ID: 0004
+Revision ID: 0004r
 Revises: 0003
 Create Date: 2026-11-29
 """
@@ -15,7 +15,7 @@ Create Date: 2026-11-29
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
+revision = "0004r"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

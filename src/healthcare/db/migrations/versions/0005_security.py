@@ -7,7 +7,7 @@ the first keyed write) is the id from which every row is an HMAC under the audit
 Duplicate token labels of one user are renamed ``label (id N)`` before the unique constraint.
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0004r
 Create Date: 2026-11-29
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0004r"
 branch_labels = None
 depends_on = None
 
