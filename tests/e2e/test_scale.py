@@ -55,6 +55,15 @@ class Stack:
                 str(self.env_file), "-f", str(ROOT / "compose.yaml"),
                 "-f", str(ROOT / "compose.scale.yaml")]  # fmt: skip
 
+    def start(self) -> None:
+        """Bring the stack up; if it does not come up, fail with what its services logged."""
+        try:
+            self.compose("up", "-d", "--scale", f"app={REPLICAS}")
+            self.served_by(REPLICAS)
+        except AssertionError as failure:
+            logs = self.compose("logs", "--no-color", "--tail", "60", check=False)
+            raise AssertionError(f"{failure}\n{logs.stdout}{logs.stderr}") from failure
+
     def replicas(self) -> list[str]:
         return self.compose("ps", "-q", "app").stdout.split()
 
@@ -125,13 +134,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         f"HEALTHCARE_PORT={port}\nHEALTHCARE_IMAGE_TAG={project}\n"
         f"POSTGRES_PASSWORD={uuid.uuid4().hex}\nPOSTGRES_IMAGE={images['postgres']}\n"
         f"HAPROXY_IMAGE={images['haproxy']}\nHEALTHCARE_APP_DB_PASSWORD={uuid.uuid4().hex}\n"
-        f"HEALTHCARE_ADMIN_PASSWORD=scale tests admin {uuid.uuid4().hex}\n"
+        f"HEALTHCARE_ADMIN_PASSWORD=scale tests first sign-in {uuid.uuid4().hex}\n"
     )
     deployed = Stack(project, env_file, f"http://127.0.0.1:{port}")
     try:
         deployed.compose("build", "app")
-        deployed.compose("up", "-d", "--scale", f"app={REPLICAS}")
-        deployed.served_by(REPLICAS)
+        deployed.start()
         token = deployed.cli("tokens", "create", "admin", "--label", "scale-tests").strip()
         deployed.admin.headers["Authorization"] = f"Bearer {token}"
         yield deployed
@@ -145,7 +153,7 @@ def test_migrations_ran_once_and_every_replica_serves(stack: Stack) -> None:
     migrate = stack.compose("ps", "-a", "--format", "json", "migrate").stdout
     assert '"ExitCode":0' in migrate.replace(" ", "")
     assert len(stack.replicas()) == REPLICAS
-    ready = requests.get(f"{stack.url}/readyz", timeout=10).json()
+    ready = stack.admin.get(f"{stack.url}/readyz", timeout=10).json()
     assert ready["database"] == "postgresql"
 
 
