@@ -54,9 +54,14 @@ def smart(live_server: Server, token: str) -> Iterator[smart_client.FHIRClient]:
     smart.server.session.close()
 
 
+HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+
+
 def family() -> str:
-    """A family name no other test uses, so that searches see only this test's patients."""
-    return "Fam" + uuid.uuid4().hex[:10]
+    """A family name no other test uses, so that searches see only this test's patients.
+    Random letters with no common prefix: names sharing one ("Fam...") scored as likely
+    duplicates of each other's Amy (same given name and birth date), so a create got a 409."""
+    return uuid.uuid4().hex[:12].translate(HEX_AS_LETTERS).capitalize()
 
 
 def us_core_patient(family_name: str, **overrides: Any) -> dict[str, Any]:
