@@ -7,12 +7,12 @@ Two steps, as record-linkage systems do them:
    name key (Soundex of the family name and of the first given name, in either order, so
    that transposed names meet). Each is an indexed lookup; no scan of the table.
 2. *Scoring*: each candidate gets points for what agrees, field by field: names by
-   Jaro-Winkler similarity (rapidfuzz) with nicknames counted as the same given name and
+   Jaro-Winkler similarity (jellyfish) with nicknames counted as the same given name and
    given/family transposition tried; a birth date that is equal, or one slip away (a digit,
    day and month swapped, the year off by one); equal phone, email, identifier. A candidate
    at or over ``THRESHOLD`` is a likely duplicate.
 
-The weights and the threshold were set with ``bench/duplicates_bench.py`` (a labelled
+The weights and the threshold were set with ``bench/identity_bench.py`` (a labelled
 synthetic set); its figures are in docs/patient-identity.md."""
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 
 import jellyfish
 import orjson
-from rapidfuzz.distance import JaroWinkler
 
 from healthcare.patients.identifiers import phone_key
 from healthcare.patients.search import fold
@@ -113,13 +112,13 @@ def _given_similarity(a: str | None, b: str | None) -> float:
         return 0.0
     if _GROUP.get(first_a, first_a) == _GROUP.get(first_b, first_b):
         return 1.0
-    return JaroWinkler.normalized_similarity(first_a, first_b)
+    return jellyfish.jaro_winkler_similarity(first_a, first_b)
 
 
 def _family_similarity(a: str | None, b: str | None) -> float:
     if not a or not b:
         return 0.0
-    return JaroWinkler.normalized_similarity(fold(a), fold(b))
+    return jellyfish.jaro_winkler_similarity(fold(a), fold(b))
 
 
 def _name_points(a: Demographics, b: Demographics) -> float:
