@@ -13,7 +13,9 @@ RUN python3 -m venv /opt/venv
 COPY requirements/runtime.lock requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-# binutils gives `strip` (python:3.12-slim has none); it stays in this stage only.
+# binutils gives `strip` (python:3.12-slim has none); it stays in this stage only, so its
+# version is the base release's (not pinned: a pin breaks the build when Debian updates it).
+# hadolint ignore=DL3008
 RUN command -v strip >/dev/null \
  || (apt-get update && apt-get install --yes --no-install-recommends binutils \
      && rm -rf /var/lib/apt/lists/*)

@@ -278,7 +278,10 @@ class Tally:
         with self.lock:
             (self.answered if ok else self.failed)[method] += 1
             if not ok:
-                why = getattr(response, "status_code", None) or type(response).__name__
+                why = (
+                    getattr(response, "status_code", None)
+                    or f"{type(response).__name__}: {response}"
+                )
                 self.failures[method, why] += 1
         return ok
 
