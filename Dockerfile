@@ -13,21 +13,28 @@ RUN python3 -m venv /opt/venv
 COPY requirements/runtime.lock requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
+# binutils gives `strip` (python:3.12-slim has none); it stays in this stage only, so its
+# version is the base release's (not pinned: a pin breaks the build when Debian updates it).
+# hadolint ignore=DL3008
+RUN command -v strip >/dev/null \
+ || (apt-get update && apt-get install --yes --no-install-recommends binutils \
+     && rm -rf /var/lib/apt/lists/*)
 # Dependencies only from the hash-locked file; then the project itself, without resolving.
-# --no-compile and the clean-up below keep the project's layers inside their 60 MB budget:
-# bytecode would be about 30 MB, unused dialects and test helpers are never imported, and
-# debug symbols are stripped where the base has binutils.
+# The clean-up keeps the project's layers inside their budget (README, "In a container"):
+# no bytecode (about 30 MB; Python compiles what it imports), no test helpers or dialects
+# that are never imported, only the FHIR R4B models (fhir.resources also ships R5 at its top
+# level and STU3; R4B imports neither), and shared objects without their debug symbols.
 RUN /opt/venv/bin/pip install --no-compile --require-hashes -r requirements/runtime.lock \
  && /opt/venv/bin/pip install --no-compile --no-deps . \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
  && rm -rf "$site"/sqlalchemy/testing "$site"/alembic/testing "$site"/pydantic/v1 \
            "$site"/sqlalchemy/dialects/mysql "$site"/sqlalchemy/dialects/oracle \
-           "$site"/sqlalchemy/dialects/mssql \
+           "$site"/sqlalchemy/dialects/mssql "$site"/fhir/resources/STU3 \
+ && find "$site"/fhir/resources -maxdepth 1 -name '*.py' ! -name '__init__.py' -delete \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} + \
- && if command -v strip >/dev/null; then \
-      find /opt/venv -name '*.so*' -type f -exec strip --strip-unneeded {} +; \
-    fi
+ && find /opt/venv -name '*.so*' -type f -exec strip --strip-unneeded {} + \
+ && /opt/venv/bin/python -c 'import healthcare.fhir.resources'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

@@ -37,6 +37,7 @@ from healthcare.db.models import Base, api_tokens, audit_events, users
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+TEST_AUDIT_KEY = "test-audit-key-for-live-servers-0123456789"
 POSTGRES_ENV = "HEALTHCARE_TEST_POSTGRES_URL"
 
 
@@ -108,7 +109,12 @@ def empty_all_tables(engine: Engine) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
             conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("UPDATE patient_totals SET active = 0, deleted = 0"))
-        conn.execute(text(f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}'"))
+        conn.execute(
+            text(
+                f"UPDATE audit_chain SET last_id = 0, last_hash = '{GENESIS_HASH}', "
+                "keyed_from = NULL, key_id = NULL"
+            )
+        )
 
 
 @pytest.fixture
@@ -296,10 +302,12 @@ def new_patient(client: FlaskClient, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """The ``healthcare`` command against the test database."""
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch, app: OpenAPI) -> CliRunner:
+    """The ``healthcare`` command against the test database (emptied, with this test's audit
+    key: the app's)."""
     monkeypatch.setenv("HEALTHCARE_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("HEALTHCARE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HEALTHCARE_DATA_DIR", str(settings.data_dir))  # the app's audit key
     return CliRunner()
 
 

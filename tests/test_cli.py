@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from healthcare.audit import trail
+from healthcare.auth.access import Actor
 from healthcare.cli import main
 from healthcare.db import migrate
 from healthcare.db.database import Database
@@ -109,5 +112,25 @@ def test_backup_and_restore_are_in_the_audit_trail(
     rows = audit_rows(db)
     assert rows[-1]["action"] == "database.restore"
     assert rows[-1]["username"].startswith("operator:")
-    assert "database.backup" not in [r["action"] for r in rows]  # written after the copy
+    # announced before the copy: the newest backup holds the whole trail (no --force needed)
+    assert [r["action"] for r in rows][-2:] == ["database.backup", "database.restore"]
     assert trail.verify(db.engine).intact
+
+
+def test_the_operator_is_named_by_the_real_user_id_not_logname(
+    runner: CliRunner, db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 13, item 9: LOGNAME (or USER) is whatever the caller sets."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(variable, "someone-else")
+    assert runner.invoke(main, ["backup", str(tmp_path / "backups")]).exit_code == 0
+    [row] = audit_rows(db, action="database.backup")
+    assert row["username"] == f"operator:{pwd.getpwuid(os.getuid()).pw_name}"
+
+
+def test_a_uid_without_a_name_is_recorded_as_its_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    assert Actor.operator().username == f"operator:uid={os.getuid()}"

@@ -15,9 +15,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from healthcare.auth.sessions import COOKIE
+from healthcare.db.database import Database
 from healthcare.observability import BufferedStreamHandler, RequestIds
 from tests.auth.test_sessions import csrf_from, sign_in
-from tests.conftest import TEST_PASSWORD, Account, bearer, new_patient
+from tests.conftest import TEST_PASSWORD, Account, audit_rows, bearer, new_patient
 
 SECRET_NAME = "Philippa Quarrington"
 SECRET_DISEASE = "Rare-Condition-XYZ"
@@ -27,18 +28,35 @@ def test_each_request_logs_one_json_line(
     client: FlaskClient, log_lines: Callable[[], list[dict[str, Any]]]
 ) -> None:
     response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert response.headers["X-Request-ID"] == "abc-123"
+    server_id = response.headers["X-Request-ID"]
     (line,) = [line for line in log_lines() if line["logger"] == "healthcare.access"]
-    assert line["request_id"] == "abc-123"
+    assert line["request_id"] == server_id
+    assert line["client_request_id"] == "abc-123"
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
     assert line["duration_ms"] >= 0
 
 
-def test_unsafe_request_ids_are_replaced(client: FlaskClient) -> None:
+def test_unsafe_client_request_ids_are_not_logged(
+    client: FlaskClient, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
     response = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"})
-    generated = response.headers["X-Request-ID"]
-    assert generated != "bad id <script>"
-    assert len(generated) == 32
+    assert len(response.headers["X-Request-ID"]) == 32
+    (line,) = [line for line in log_lines() if line["logger"] == "healthcare.access"]
+    assert "client_request_id" not in line
+
+
+def test_the_audit_request_id_is_the_servers_not_the_clients(
+    client: FlaskClient, db: Database, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """Issue 13, item 9: a client-chosen X-Request-ID became the audit row's request id."""
+    patient = new_patient(client)
+    response = client.get(f"/patients/{patient['id']}", headers={"X-Request-ID": "chosen-1"})
+    server_id = response.headers["X-Request-ID"]
+    assert server_id != "chosen-1"
+    [read] = audit_rows(db, action="patient.read")
+    assert read["request_id"] == server_id
+    [line] = [line for line in log_lines() if line.get("request_id") == server_id]
+    assert line["client_request_id"] == "chosen-1"
 
 
 def test_no_patient_data_in_any_log_line(

@@ -27,13 +27,21 @@ def test_the_hooks_every_request_passes_are_these(app: OpenAPI) -> None:
     """A new hook or a new middleware changes this list on purpose, never by accident; and no
     route can skip them, since the server has no way to the app but through the middleware."""
     assert _hooks(app.before_request_funcs) == {
-        None: ["healthcare.auth.web.authenticate", "healthcare.api.one_value_per_query_parameter"],
+        None: [
+            "healthcare.observability._note_route",
+            "healthcare.auth.web.authenticate",
+            "healthcare.api.one_value_per_query_parameter",
+        ],
         "patients_api": ["healthcare.api.patients._require_json_body"],
         "ui": ["healthcare.ui.admin._admins_only"],
     }
-    assert _hooks(app.after_request_funcs) == {}
+    assert _hooks(app.after_request_funcs) == {
+        None: ["healthcare.fhir.outcome.problems_as_outcomes"]
+    }
     assert _hooks(app.teardown_request_funcs) == {}
-    assert _hooks(app.url_value_preprocessors) == {}
+    assert _hooks(app.url_value_preprocessors) == {
+        "ui": ["healthcare.ui.transfer._larger_body_for_the_upload"]
+    }
     assert [type(app.wsgi_app).__qualname__] == ["RequestMiddleware"]
     assert app.wsgi_app.wsgi_app == app.__class__.wsgi_app.__get__(app)  # type: ignore[attr-defined]
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from healthcare.whole_requests import Message, WholeRequests, wsgi_environ
+from healthcare.whole_requests import LargeUpload, Message, WholeRequests, wsgi_environ
 
 Seen = list[dict[str, Any]]
 
@@ -25,10 +25,12 @@ def recording_app(seen: Seen) -> Any:
     return app
 
 
-def scope(method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None) -> Message:
+def scope(
+    method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None, path: str = "/patients"
+) -> Message:
     return {
         "type": "http", "http_version": "1.1", "method": method, "scheme": "http",
-        "path": "/patients", "root_path": "", "query_string": b"q=an&limit=2",
+        "path": path, "root_path": "", "query_string": b"q=an&limit=2",
         "headers": headers or [], "client": ("10.0.0.7", 5555), "server": ("127.0.0.1", 9000),
     }  # fmt: skip
 
@@ -163,3 +165,23 @@ def test_a_request_whose_client_left_mid_body_is_never_run() -> None:
 
     assert serve(adapter(seen), scope(), receive) == []
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "size", "status"),
+    [
+        ("POST", "/ui/admin/import", 1_000, 201),  # over the general limit, under its own
+        ("POST", "/ui/admin/import", 1_001, 413),  # over its own
+        ("PUT", "/ui/admin/import", 101, 413),  # only the upload itself
+        ("POST", "/patients", 101, 413),  # every other route keeps the general limit
+    ],
+)
+def test_only_the_upload_route_takes_a_larger_body(
+    method: str, path: str, size: int, status: int
+) -> None:
+    seen: Seen = []
+    uploads = {"/ui/admin/import": LargeUpload(limit=1_000, deadline=5)}
+    sent = serve(adapter(seen, large_uploads=uploads), scope(method, path=path),
+                 receiving(b"x" * size))  # fmt: skip
+    assert sent[0]["status"] == status
+    assert len(seen) == (1 if status == 201 else 0)

@@ -17,3 +17,8 @@ output "data_volume_id" {
   description = "The encrypted EBS volume holding the database; it survives instance replacement."
   value       = aws_ebs_volume.data.id
 }
+
+output "security_group_id" {
+  description = "The instance's security group (deploy/aws/ha's migration_source_security_group_id while moving)."
+  value       = aws_security_group.service.id
+}

@@ -75,9 +75,20 @@ variable "app_port" {
 }
 
 variable "domain_name" {
-  description = "When set, Caddy terminates HTTPS for this name (automatic certificate) and only 80/443 are open."
+  description = "Caddy terminates HTTPS for this name (automatic certificate) and only 80/443 are open. Required unless allow_plain_http is set."
   type        = string
   default     = ""
+}
+
+variable "allow_plain_http" {
+  description = "WARNING: serves patient data and passwords unencrypted on app_port. Only for a closed network or a trial; leave false and set domain_name for HTTPS."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.allow_plain_http || var.domain_name != ""
+    error_message = "set domain_name (HTTPS, the default) or, knowingly, allow_plain_http = true."
+  }
 }
 
 variable "repository_url" {

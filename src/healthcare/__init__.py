@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from healthcare import api, observability, ui
+from healthcare import api, fhir, observability, ui
 from healthcare.api.problems import Problem, validation_problem
+from healthcare.audit.keys import keyed_audit
 from healthcare.audit.pipeline import open_configured_database
 from healthcare.auth import web
 from healthcare.auth.login import LoginPolicy
 from healthcare.auth.sessions import SessionPolicy
 from healthcare.config import Settings, load_settings
+from healthcare.proxies import TrustedProxies
 
 __version__ = "0.1.0"
 BEARER = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token."}}
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.extensions["healthcare.settings"] = settings
     app.extensions["healthcare.db"] = open_configured_database(settings)
+    app.extensions["healthcare.checkpoints"] = keyed_audit(
+        app.extensions["healthcare.db"].engine, settings
+    )
     app.extensions["healthcare.login_policy"] = LoginPolicy(
         failures_per_account=settings.login_max_failures,
         failures_per_client=settings.login_max_failures_per_client,
@@ -56,10 +60,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
             absolute=timedelta(hours=settings.session_max_hours),
         ),
     )
-    if settings.trusted_proxies:
-        hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    if settings.proxy_addresses:
+        hops = max(settings.trusted_proxies, 1)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.proxy_addresses, hops)  # type: ignore[method-assign]
     observability.init_app(app)
     api.init_app(app)
+    fhir.init_app(app)
     ui.init_app(app)
     return app

@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from datetime import UTC
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.audit.pipeline import open_configured_database
+from healthcare.audit.trail import AuditKeyMissing
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.tokens import create_token, list_tokens, revoke_token
 from healthcare.auth.users import create_user, disable_user, list_users
@@ -21,8 +23,12 @@ from healthcare.config import ConfigError, Settings, load_settings
 from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
+from healthcare.db.roles import RoleError, grant_app_role
 from healthcare.errors import ServiceError
 from healthcare.observability import write_line_now
+
+if TYPE_CHECKING:
+    from healthcare.audit.checkpoints import Checkpointer, Expectations
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +38,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, ServiceError, BackupError) as exc:
+        except (ConfigError, ServiceError, BackupError, RoleError, AuditKeyMissing) as exc:
             click.echo(f"error: {getattr(exc, 'detail', exc)}", err=True)
             sys.exit(2)
 
@@ -41,13 +47,27 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def _database(settings: Settings | None = None) -> Iterator[Database]:
-    """The database for one command, closed afterwards (no connection outlives the command)."""
+    """The database for one command, closed afterwards (no connection outlives the command);
+    its audit rows are keyed, and the chain's head is checkpointed when it ends."""
+    from healthcare.audit.keys import keyed_audit
+
     settings = settings or load_settings()
     db = open_configured_database(settings)
+    checkpointer = keyed_audit(db.engine, settings)
     try:
         yield db
     finally:
-        db.dispose()  # writes any pending audit events
+        db.pending_audit.flush()
+        if _has_schema(db):
+            checkpointer.write_quietly()
+        db.dispose()
+
+
+def _has_schema(db: Database) -> bool:
+    try:
+        return migrate.current_revision(db.engine) is not None
+    except SQLAlchemyError:
+        return False
 
 
 @click.group()
@@ -69,6 +89,9 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from granian.http import HTTP1Settings
     from granian.server import Server
 
+    from healthcare.metrics import fresh_multiprocess_dir
+
+    fresh_multiprocess_dir()  # before anything is measured: every process adds up its samples
     settings = load_settings()
     with _database(settings) as db:
         migrate.upgrade(db.engine)
@@ -93,12 +116,19 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--app-role", default=None, help="PostgreSQL: the login role the service runs as, "
+              "given rows-only rights (made with $HEALTHCARE_APP_ROLE_PASSWORD).")  # fmt: skip
 @_fail_cleanly
-def db_upgrade() -> None:
-    """Apply pending migrations."""
-    with _database() as db:
+def db_upgrade(app_role: str | None) -> None:
+    """Apply pending migrations (as the owner of the tables)."""
+    settings = load_settings()
+    with _database(settings) as db:
         migrate.upgrade(db.engine)
         click.echo(f"schema at {migrate.current_revision(db.engine)}")
+        if app_role:
+            password = settings.app_role_password
+            grant_app_role(db.engine, app_role, password.get_secret_value() if password else None)
+            click.echo(f"role {app_role} may read and write rows, and nothing more")
 
 
 @db.command("current")
@@ -111,6 +141,28 @@ def db_current() -> None:
     click.echo(f"{revision or 'empty'} ({state})")
 
 
+@db.command("copy")
+@click.option("--to", "target_url", required=True, metavar="URL",
+              help="An empty database: postgresql+psycopg://USER@HOST/NAME")  # fmt: skip
+@_fail_cleanly
+def db_copy(target_url: str) -> None:
+    """Copy every record into an empty database and verify it (SQLite to PostgreSQL).
+
+    Stop the service first: what it writes after the copy starts stays behind."""
+    from sqlalchemy.engine import make_url
+
+    from healthcare.db_copy import copy_database
+
+    target_settings = load_settings(database_url=target_url)
+    with _database() as source, _database(target_settings) as target:
+        report = copy_database(source.engine, target.engine)
+        shown = make_url(target_url).render_as_string(hide_password=True)
+        _record(target, "database.copy", f"from {source.dialect}, verified")
+    for table, rows in report.rows.items():
+        click.echo(f"{table:<16} {rows:>10} rows")
+    click.echo(f"copied to {shown} and verified; audit trail intact: {report.audit_rows} rows")
+
+
 @main.command()
 @click.option("--count", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
 @click.option("--random-seed", type=int, default=None, help="Repeatable data.")
@@ -121,7 +173,9 @@ def seed(count: int, random_seed: int | None) -> None:
 
     with _database() as db:
         migrate.upgrade(db.engine)
-        written = insert_synthetic(db.engine, count, random_seed=random_seed)
+        written = insert_synthetic(
+            db.engine, count, random_seed=random_seed, mrn_prefix=db.mrn_prefix
+        )
     click.echo(f"inserted {written} patients")
 
 
@@ -136,26 +190,61 @@ def backup_command(folder: Path | None, keep: int) -> None:
 
     settings = load_settings()
     with _database(settings) as db:
-        written = backup.backup(db.engine, folder or settings.data_dir / "backups", keep)
-        _record(db, "database.backup", str(written))
+        written = backup.backup(
+            db.engine,
+            folder or settings.data_dir / "backups",
+            keep,
+            announce=lambda path: _record(db, "database.backup", str(path)),
+        )
     click.echo(f"backup written: {written}")
 
 
 @main.command("restore")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Restore even a backup whose audit trail ends "
+              "before the last checkpoint (the forcing is recorded in the trail).")  # fmt: skip
 @_fail_cleanly
-def restore_command(path: Path, yes: bool) -> None:
+def restore_command(path: Path, yes: bool, force: bool) -> None:
     """Replace the database with a backup, after checking the backup."""
+    from healthcare.audit.checkpoints import REWIND
     from healthcare.db import backup
 
-    with _database() as db:
+    settings = load_settings()
+    with _database(settings) as db:
         backup.verify(db.engine, path)
+        checkpointer = _checkpointer(db, settings)
+        checkpointed = _expectations(checkpointer).last_id
+        restored_to = backup.audit_head(db.engine, path)
+        cut = restored_to < checkpointed
+        if cut and not force:
+            raise BackupError(
+                f"the audit trail in {path} ends at row {restored_to}, before the last "
+                f"checkpoint (row {checkpointed}): restoring it would remove audit rows. "
+                "Use --force to restore it anyway; the forcing is recorded in the audit trail."
+            )
         if not yes:
             click.confirm(f"Replace every record with the contents of {path}?", abort=True)
         backup.restore(db.engine, path)
-        _record(db, "database.restore", str(path))  # joins the restored trail's chain
-    click.echo(f"restored from {path}")
+        if cut:
+            checkpointer.write(REWIND)
+            forced = f"forced: trail rewound from row {checkpointed} to row {restored_to}; {path}"
+            _record(db, "database.restore", forced, outcome="forced")
+        else:
+            _record(db, "database.restore", str(path))  # joins the restored trail's chain
+    click.echo(f"restored from {path}" + (" (forced past the last checkpoint)" if cut else ""))
+
+
+def _checkpointer(db: Database, settings: Settings) -> Checkpointer:
+    from healthcare.audit.keys import keyed_audit
+
+    return keyed_audit(db.engine, settings)
+
+
+def _expectations(checkpointer: Checkpointer) -> Expectations:
+    from healthcare.audit.checkpoints import expectations, read_checkpoints
+
+    return expectations(read_checkpoints(checkpointer.sink, checkpointer.key))
 
 
 @main.group()
@@ -178,16 +267,78 @@ def patients_purge(patient_id: int, yes: bool) -> None:
     click.echo(f"patient {patient_id} purged")
 
 
-def _record(db: Database, action: str, detail: str) -> None:
+@patients.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="csv",
+              show_default=True, help="CSV (docs/fhir.md) or FHIR NDJSON.")  # fmt: skip
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write [default: standard output].")  # fmt: skip
+@_fail_cleanly
+def patients_export(fmt: str, output: Any) -> None:
+    """Write every patient that is not deleted; each is in the audit trail as exported."""
+    from healthcare.exchange import export_lines
+
+    with _database() as db:
+        for chunk in export_lines(db, Actor.operator(), fmt):  # type: ignore[arg-type]
+            output.write(chunk)
+
+
+@patients.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default=None,
+              help="[default: from the file name: .ndjson/.jsonl or CSV]")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Create the valid rows even if some are not.")
+@click.option("--confirm-duplicates", is_flag=True,
+              help="Create rows that look like patients on record too.")  # fmt: skip
+@_fail_cleanly
+def patients_import(
+    path: str, fmt: str | None, dry_run: bool, skip_invalid: bool, confirm_duplicates: bool
+) -> None:
+    """Create patients from a CSV file (header: docs/fhir.md) or FHIR NDJSON. Nothing is
+    written when any row has a problem, unless --skip-invalid."""
+    from healthcare.exchange import format_of, read_patients
+    from healthcare.exchange.tabular import UnreadableFile
+    from healthcare.patients.bulk import import_patients
+
+    chosen = fmt or format_of(path)
+    with _database() as db, open(path, encoding="utf-8-sig", newline="") as lines:
+        rows = read_patients(lines, chosen)  # type: ignore[arg-type]
+        try:
+            report = import_patients(
+                db,
+                Actor.operator(),
+                rows,
+                dry_run=dry_run,
+                skip_invalid=skip_invalid,
+                confirm_duplicates=confirm_duplicates,
+            )
+        except (UnreadableFile, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"{path}: {exc}") from None
+    for number, message in report.problems:
+        click.echo(f"row {number}: {message}", err=True)
+    if report.written:
+        click.echo(f"created {len(report.created)} of {report.rows} patients")
+    else:
+        verb = "would create" if dry_run else "nothing written; would create"
+        click.echo(f"{verb} {report.to_create} of {report.rows} patients")
+    if report.problems and not (dry_run or report.written):
+        raise SystemExit(1)
+
+
+def _record(db: Database, action: str, detail: str, outcome: str = "success") -> None:
     """An operator's action on the whole database, in the audit trail."""
     from healthcare.audit.trail import append
 
-    event = Actor.operator().event(action, detail=detail)
+    event = Actor.operator().event(action, detail=detail, outcome=outcome)
     db.write(lambda conn: append(conn, [event]))
 
 
+FIRST_ADMIN_PASSWORD_FILE = "first-admin-password"  # noqa: S105 (a file name)
+
+
 def _first_admin(db: Database, settings: Settings) -> None:
-    """On an empty user table, create ``admin``; a generated password is logged once."""
+    """On an empty user table, create ``admin``. A generated password goes to a file only its
+    owner can read, never to the log; it must be changed at the first sign-in."""
     import logging
 
     from healthcare.auth.users import ensure_first_admin
@@ -198,11 +349,22 @@ def _first_admin(db: Database, settings: Settings) -> None:
     except ServiceError as exc:
         raise ConfigError(f"HEALTHCARE_ADMIN_PASSWORD: {exc.detail}") from None
     if generated:
+        path = _write_private(settings.data_dir / FIRST_ADMIN_PASSWORD_FILE, generated)
         write_line_now(
             logging.WARNING,
-            f"first run: created user 'admin' with password {generated} - sign in now and "
-            "change it (this is the only time it is shown)",
+            f"first run: created user 'admin'; its password is in {path} (readable by the "
+            "service's user only). Sign in, choose a new password, then delete the file.",
         )
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """``text`` in a file of mode 0600, replacing any earlier one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    return path
 
 
 @main.group()
@@ -262,7 +424,7 @@ def tokens() -> None:
 @click.argument("username")
 @click.option("--label", default="api", show_default=True, help="What the token is for.")
 @click.option("--expires-in", "expires_in", type=click.IntRange(1, 3650), default=None,
-              help="Days until it expires [default: never].")  # fmt: skip
+              help="Days until it expires [default: 90].")  # fmt: skip
 @_fail_cleanly
 def tokens_create(username: str, label: str, expires_in: int | None) -> None:
     """Create a token for USERNAME and print it (the only time it is shown)."""
@@ -314,15 +476,31 @@ def audit() -> None:
 @audit.command("verify")
 @_fail_cleanly
 def audit_verify() -> None:
-    """Check the hash chain of the whole trail; name the first row that breaks it."""
+    """Check the trail against its hash chain, the audit key and the checkpoints kept outside
+    the database; name the first row that breaks it, or a cut tail."""
+    from healthcare.audit.checkpoints import CheckpointError
     from healthcare.audit.trail import verify
 
-    with _database() as db:
-        report = verify(db.engine)
+    settings = load_settings()
+    with _database(settings) as db:
+        checkpointer = _checkpointer(db, settings)
+        try:
+            expected = _expectations(checkpointer)
+        except CheckpointError as exc:
+            click.echo(f"audit checkpoints BROKEN: {exc}", err=True)
+            sys.exit(1)
+        report = verify(db.engine, expected)
+    for rewind in expected.rewinds:
+        click.echo(f"note: a forced restore at {rewind.at} rewound the trail to row "
+                   f"{rewind.last_id}")  # fmt: skip
     if not report.intact:
         click.echo(f"audit trail BROKEN at row {report.broken_at}: {report.reason}", err=True)
         sys.exit(1)
-    click.echo(f"audit trail intact: {report.rows} rows")
+    keyed = f"keyed from row {report.keyed_from}" if report.keyed_from else "not keyed yet"
+    click.echo(
+        f"audit trail intact: {report.rows} rows ({keyed}; checked against "
+        f"{len(expected.hashes)} checkpointed rows, the last at row {expected.last_id})"
+    )
 
 
 @audit.command("export")

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from healthcare.proxies import ProxyAddresses, parse_proxy_addresses
+
 PLACEHOLDER_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # The admin import page's upload only (a file of patients); every other route keeps
+    # max_body_bytes.
+    max_import_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     blocking_threads: int = Field(8, ge=1, le=256)
     # Headers (granian) and body (healthcare.whole_requests) must arrive within this time.
@@ -38,11 +43,20 @@ class Settings(BaseSettings):
     login_max_failures_per_client: int = Field(20, ge=1, le=100_000)
     login_window_minutes: int = Field(15, ge=1, le=24 * 60)
     trusted_proxies: int = Field(0, ge=0, le=5)
+    # Forwarded headers count only from these peers (addresses, CIDRs or host names).
+    trusted_proxy_addresses: str = ""
     admin_password: SecretStr | None = None
     audit_flush_ms: int = Field(250, ge=10, le=10_000)
     # Past these, reads answer 503 until the audit catches up (healthcare.audit.pending).
     audit_max_pending: int = Field(10_000, ge=100, le=1_000_000)
     audit_max_wait_ms: int = Field(2_000, ge=100, le=600_000)
+    # Security review (issue 13): the keyed audit chain and its checkpoints outside the database.
+    audit_key: SecretStr | None = None
+    audit_checkpoints: Path | None = None
+    audit_checkpoint_seconds: int = Field(60, ge=1, le=24 * 3600)
+    app_role_password: SecretStr | None = None
+    # Patient identity (issue 14): the letters before a medical record number's digits.
+    mrn_prefix: str = Field("MRN", pattern=r"^[A-Z]{0,8}$")
 
     @field_validator("database_url")
     @classmethod
@@ -51,11 +65,29 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return value
 
+    @field_validator("trusted_proxy_addresses")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_proxy_addresses(value)  # a ValueError names the bad entry
+        return value
+
+    @property
+    def proxy_addresses(self) -> ProxyAddresses:
+        return parse_proxy_addresses(self.trusted_proxy_addresses)
+
     @model_validator(mode="after")
     def _default_database_in_data_dir(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'healthcare.db').resolve()}"
         return self
+
+    def require_proxy_addresses(self) -> None:
+        """Forwarded headers from anyone would let a client choose its own address."""
+        if self.trusted_proxies and not self.trusted_proxy_addresses.strip():
+            raise ConfigError(
+                "HEALTHCARE_TRUSTED_PROXIES needs HEALTHCARE_TRUSTED_PROXY_ADDRESSES: the "
+                "addresses (or CIDR networks) of the proxies whose X-Forwarded-* headers count"
+            )
 
     def require_secret_key(self) -> None:
         """Refuse to run outside development with a missing, placeholder or short secret key."""
@@ -83,4 +115,5 @@ def load_settings(**overrides: object) -> Settings:
         problems = "; ".join(f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
     settings.require_secret_key()
+    settings.require_proxy_addresses()
     return settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
@@ -19,10 +21,26 @@ class NotFound(ServiceError):
     outcome = "not_found"
 
 
+class Deleted(NotFound):
+    """The record existed and was (soft-)deleted: the JSON API answers 404 as for any missing
+    record, FHIR answers 410 Gone."""
+
+
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"
     outcome = "conflict"
+
+
+class PossibleDuplicates(Conflict):
+    """The new or changed patient looks like patients already on record: the caller shows
+    them and may confirm that this is somebody else."""
+
+    outcome = "possible_duplicate"
+
+    def __init__(self, detail: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.candidates = candidates
 
 
 class VersionMismatch(ServiceError):

@@ -1,5 +1,10 @@
 """Request ids and one JSON log line per request. Paths are logged without their query string,
-so a name typed into the search box never reaches the log."""
+so a name typed into the search box never reaches the log.
+
+The request id is always made here (issue 13, item 9): it names the request in the audit
+trail, the logs and the answer's X-Request-ID, and a client cannot choose it (to collide with
+another request's rows, or plant text in the trail). A well-formed X-Request-ID the client
+sent is logged beside it as ``client_request_id``, for tracing across systems."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, request
+
+from healthcare import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -164,9 +171,10 @@ class RequestMiddleware:
         self.ids = RequestIds()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if REQUEST_ID.fullmatch(incoming) else self.ids.next()
+        request_id = self.ids.next()  # always the server's: the client's is only logged
         environ[REQUEST_ID_KEY] = request_id
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        client_request_id = incoming if REQUEST_ID.fullmatch(incoming) else None
         started = time.perf_counter()
         status = ["500"]
 
@@ -185,30 +193,50 @@ class RequestMiddleware:
         try:
             return self.wsgi_app(environ, start)
         finally:
+            code = int(status[0][:3])
+            route = environ.get(metrics.ROUTE_KEY, metrics.UNMATCHED)
+            metrics.observe_request(environ["REQUEST_METHOD"], route, code,
+                                    time.perf_counter() - started)  # fmt: skip
             if access_log.isEnabledFor(logging.INFO):
-                _log_request(environ, request_id, int(status[0][:3]), started)
+                _log_request(environ, request_id, client_request_id, int(status[0][:3]), started)
 
 
-def _log_request(environ: WSGIEnvironment, request_id: str, status: int, started: float) -> None:
+def _log_request(
+    environ: WSGIEnvironment,
+    request_id: str,
+    client_request_id: str | None,
+    status: int,
+    started: float,
+) -> None:
     """The access line, built directly in JsonFormatter's shape: a LogRecord, its caller
     lookup and the formatter cost more than the rest of the request's bookkeeping."""
-    line = orjson.dumps(
-        {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "logger": access_log.name,
-            "message": "request",
-            "request_id": request_id,
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-    ).decode()
+    fields: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": "info",
+        "logger": access_log.name,
+        "message": "request",
+        "request_id": request_id,
+        "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if client_request_id is not None:
+        fields["client_request_id"] = client_request_id
+    line = orjson.dumps(fields).decode()
     for handler in service_log.handlers:
         if isinstance(handler, BufferedStreamHandler):
             handler.write_line(line)
 
 
+def _note_route() -> None:
+    """The matched route's template (``/patients/<int:patient_id>``), for the metrics: one
+    label per route, never per path."""
+    if request.url_rule is not None:
+        request.environ[metrics.ROUTE_KEY] = request.url_rule.rule
+
+
 def init_app(app: Flask) -> None:
+    # First of the hooks: a request refused by an earlier one (401) still has its route.
+    app.before_request_funcs.setdefault(None, []).insert(0, _note_route)
     app.wsgi_app = RequestMiddleware(app.wsgi_app)  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,14 @@ class ClientGone(Exception):
     """The client closed the connection before its request was complete."""
 
 
+@dataclass(frozen=True)
+class LargeUpload:
+    """A route that takes a body larger than the general limit (the admin's import)."""
+
+    limit: int
+    deadline: float
+
+
 @dataclass
 class Answer:
     status: int
@@ -57,10 +65,13 @@ class WholeRequests:
         deadline: float,
         threads: int,
         on_shutdown: Callable[[], None] = lambda: None,
+        large_uploads: Mapping[str, LargeUpload] | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.body_limit = body_limit
         self.deadline = deadline
+        self.large_uploads = dict(large_uploads or {})
+        self._one_large_upload = asyncio.Semaphore(1)
         self.on_shutdown = on_shutdown
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
 
@@ -77,9 +88,13 @@ class WholeRequests:
             await send({"type": "http.response.body", "body": answer.body})
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        upload = self.large_uploads.get(scope["path"]) if scope["method"] == "POST" else None
         try:
-            async with asyncio.timeout(self.deadline):
-                body = await read_body(scope, receive, self.body_limit)
+            if upload is None:
+                async with asyncio.timeout(self.deadline):
+                    body = await read_body(scope, receive, self.body_limit)
+            else:
+                body = await self._read_large_upload(scope, receive, upload)
         except TimeoutError:
             return refusal(408, "Request Timeout", "The request was not received in time.")
         except BodyTooLarge:
@@ -87,6 +102,14 @@ class WholeRequests:
         environ = wsgi_environ(scope, body)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, run_wsgi, self.wsgi_app, environ)
+
+    async def _read_large_upload(
+        self, scope: Scope, receive: Receive, upload: LargeUpload
+    ) -> bytes:
+        """One at a time per worker, so that the memory held by uploads stays bounded; the
+        others wait on the event loop, where waiting holds nothing else."""
+        async with self._one_large_upload, asyncio.timeout(upload.deadline):
+            return await read_body(scope, receive, upload.limit)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

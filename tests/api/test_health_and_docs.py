@@ -24,6 +24,23 @@ def test_readyz_reports_database_and_revision(client: FlaskClient, engine: Engin
     assert response.json["database"] == engine.dialect.name
 
 
+def test_anonymous_readyz_says_only_up_or_down(anonymous: FlaskClient, engine: Engine) -> None:
+    """Issue 13, item 11: the database kind and schema revision are for signed-in callers."""
+    response = anonymous.get("/readyz")
+    assert (response.status_code, response.json) == (200, {"status": "ok"})
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'old'")
+        behind = anonymous.get("/readyz")
+        assert behind.status_code == 503
+        assert behind.json["detail"] == "The database schema is not current."
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE alembic_version SET version_num = '{migrate.head_revision()}'"
+            )
+
+
 def test_readyz_is_503_when_schema_is_behind(client: FlaskClient, engine: Engine) -> None:
     try:
         with engine.begin() as conn:

@@ -162,7 +162,8 @@ def test_the_hashed_payload_is_the_one_existing_trails_were_written_with() -> No
 
 
 def test_a_rewritten_hash_does_not_hide_an_edit(client: FlaskClient, db: Database) -> None:
-    """Recomputing the edited row's own hash breaks the link to the next row instead."""
+    """Recomputing the edited row's own hash (even with the audit key) breaks the link to the
+    next row instead."""
     _chain_of(client, db, 4)
     with db.engine.connect() as conn:
         previous = conn.execute(select(audit_events.c.hash).where(audit_events.c.id == 1)).scalar()
@@ -174,7 +175,9 @@ def test_a_rewritten_hash_does_not_hide_an_edit(client: FlaskClient, db: Databas
             .where(audit_events.c.id == 2)
             .values(
                 username="someone else",
-                hash=trail.row_hash(previous, 2, trail.stored_values(forged)),
+                hash=trail.row_hash(
+                    previous, 2, trail.stored_values(forged), trail.key_for(db.engine)
+                ),
             )
         )
     assert trail.verify(db.engine).broken_at == 3

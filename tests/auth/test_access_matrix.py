@@ -35,6 +35,11 @@ class Route:
 
 
 PATIENT = {"name": "Matrix Patient", "age": 40}
+FHIR_PATIENT = {
+    "resourceType": "Patient",
+    "name": [{"family": "Matrix"}],
+    "birthDate": "1980-01-02",
+}
 ROUTES: dict[str, Route] = {
     "health_api.healthz": Route("GET", "/healthz", None),
     "health_api.readyz": Route("GET", "/readyz", None),
@@ -54,6 +59,8 @@ ROUTES: dict[str, Route] = {
     "ui.patient_delete": Route("GET", "/ui/patients/{pid}/delete", WRITERS),
     "ui.patient_restore": Route("POST", "/ui/patients/{pid}/restore", WRITERS),
     "ui.deleted_list": Route("GET", "/ui/patients/deleted", ADMINS),
+    "ui.patient_history": Route("GET", "/ui/patients/{pid}/history", READERS),
+    "ui.patient_merge": Route("GET", "/ui/patients/{pid}/merge", WRITERS),
     "ui.password": Route("GET", "/ui/account/password", SIGNED_IN),
     "ui.admin_users": Route("GET", "/ui/admin/users", ADMINS),
     "ui.admin_user_create": Route("POST", "/ui/admin/users", ADMINS),
@@ -63,6 +70,9 @@ ROUTES: dict[str, Route] = {
     "ui.admin_token_create": Route("POST", "/ui/admin/tokens", ADMINS),
     "ui.admin_token_revoke": Route("POST", "/ui/admin/tokens/{spare_token}/revoke", ADMINS),
     "ui.admin_audit": Route("GET", "/ui/admin/audit", ADMINS),
+    "ui.admin_transfer": Route("GET", "/ui/admin/transfer", ADMINS),
+    "ui.admin_export": Route("GET", "/ui/admin/export.csv", ADMINS),
+    "ui.admin_import": Route("POST", "/ui/admin/import", ADMINS),
     "users_api.me": Route("GET", "/me", SIGNED_IN),
     "users_api.change_password": Route(
         "POST",
@@ -78,8 +88,19 @@ ROUTES: dict[str, Route] = {
     "patients_api.remove": Route("DELETE", "/patients/{pid}", WRITERS),
     "patients_api.restore": Route("POST", "/patients/{pid}/restore", WRITERS),
     "patients_api.list_deleted": Route("GET", "/patients/deleted", ADMINS),
+    "patients_api.history": Route("GET", "/patients/{pid}/history", READERS),
+    "patients_api.version": Route("GET", "/patients/{pid}/history/1", READERS),
+    "patients_api.matches": Route("POST", "/patients/matches", READERS, {"name": "A Match"}),
+    "patients_api.merge": Route(
+        "POST",
+        "/patients/{pid}/merge",
+        WRITERS,
+        {"source_id": 999999, "source_version": 1, "target_version": 1},
+    ),
+    "patients_api.unmerge": Route("POST", "/patients/{pid}/unmerge", ADMINS),
     "audit_api.audit": Route("GET", "/audit", ADMINS),
     "audit_api.access_log": Route("GET", "/patients/{pid}/access-log", ADMINS),
+    "metrics_api.prometheus": Route("GET", "/metrics", ADMINS),
     "users_api.list_users": Route("GET", "/users", ADMINS),
     "users_api.create_user": Route(
         "POST",
@@ -94,6 +115,14 @@ ROUTES: dict[str, Route] = {
         "POST", "/tokens", ADMINS, {"username": "spare", "label": "ci"}
     ),
     "users_api.revoke_token": Route("DELETE", "/tokens/{spare_token}", ADMINS),
+    "fhir.metadata": Route("GET", "/fhir/metadata", None),
+    "fhir.search": Route("GET", "/fhir/Patient", READERS),
+    "fhir.create": Route("POST", "/fhir/Patient", WRITERS, FHIR_PATIENT),
+    "fhir.read": Route("GET", "/fhir/Patient/{pid}", READERS),
+    "fhir.update": Route("PUT", "/fhir/Patient/{pid}", WRITERS, {**FHIR_PATIENT, "id": "{pid}"}),
+    "fhir.delete": Route("DELETE", "/fhir/Patient/{pid}", WRITERS),
+    "fhir.history": Route("GET", "/fhir/Patient/{pid}/_history", READERS),
+    "fhir.vread": Route("GET", "/fhir/Patient/{pid}/_history/1", READERS),
 }
 UNAUTHENTICATED = ["anonymous", "garbage token", "revoked token", "expired token", "disabled user"]
 
@@ -129,7 +158,11 @@ def world(engine: Engine, accounts: dict[str, Account], client: FlaskClient) -> 
 
 def _call(client: FlaskClient, route: Route, world: World, caller: str) -> Any:
     path = route.path.format(**world.ids)
-    return client.open(path, method=route.method, json=route.body, headers=world.headers[caller])
+    body = route.body and {
+        key: value.format(**world.ids) if isinstance(value, str) else value
+        for key, value in route.body.items()
+    }
+    return client.open(path, method=route.method, json=body, headers=world.headers[caller])
 
 
 def _allowed(route: Route, role: Role) -> bool:

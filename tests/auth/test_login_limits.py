@@ -12,8 +12,8 @@ from flask_openapi3 import OpenAPI
 from healthcare import create_app
 from healthcare.config import Settings
 from healthcare.db.database import Database
-from tests.auth.test_sessions import sign_in
-from tests.conftest import Account, FakeClock, audit_rows
+from tests.auth.test_sessions import csrf_from, sign_in
+from tests.conftest import TEST_PASSWORD, Account, FakeClock, audit_rows
 
 WRONG = "not the right password"
 
@@ -117,3 +117,37 @@ def test_the_answer_does_not_tell_which_part_was_wrong(
     assert message in unknown
     assert message in wrong
     assert message in disabled
+
+
+def test_wrong_current_passwords_at_a_change_count_as_failed_sign_ins(
+    client_as: Callable[[str], FlaskClient], accounts: dict[str, Account], db: Database
+) -> None:
+    """Issue 13, item 7: /me/password was an unlimited password oracle (8 tries, 8 x 422)."""
+    viewer = client_as("viewer")
+    guess = {"current_password": WRONG, "new_password": "a fresh passphrase 2026"}
+    statuses = [viewer.post("/me/password", json=guess).status_code for _ in range(8)]
+    assert statuses == [422] * 5 + [429] * 3
+    refused = viewer.post("/me/password", json={**guess, "current_password": TEST_PASSWORD})
+    assert refused.status_code == 429  # even the right one waits, as at sign-in
+    assert int(refused.headers["Retry-After"]) > 0
+    outcomes = [row["outcome"] for row in audit_rows(db, action="user.password_change")]
+    assert outcomes == ["failure"] * 5 + ["throttled"] * 4
+    assert sign_in(viewer.application.test_client(), "viewer").status_code == 429  # one budget
+
+
+def test_the_password_page_answers_429_when_throttled(
+    app: OpenAPI, accounts: dict[str, Account]
+) -> None:
+    browser = app.test_client()
+    assert sign_in(browser, "viewer").status_code == 303
+    for _ in range(5):
+        sign_in(app.test_client(), "viewer", WRONG)
+    form = {
+        "csrf_token": csrf_from(browser, "/ui/account/password"),
+        "current_password": TEST_PASSWORD,
+        "new_password": "a fresh passphrase 2026",
+        "confirm_password": "a fresh passphrase 2026",
+    }
+    page = browser.post("/ui/account/password", data=form)
+    assert page.status_code == 429
+    assert "Too many failed sign-ins" in page.get_data(as_text=True)

@@ -89,7 +89,7 @@ def test_cookie_flags(browser: FlaskClient) -> None:
 def test_cookie_is_secure_behind_a_trusted_https_proxy(
     make_app: Callable[..., OpenAPI], accounts: dict[str, Account]
 ) -> None:
-    proxied = make_app(trusted_proxies=1).test_client()
+    proxied = make_app(trusted_proxies=1, trusted_proxy_addresses="127.0.0.1").test_client()
     https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     token = CSRF.search(proxied.get("/login", headers=https).get_data(as_text=True)).group(1)
     response = proxied.post(
@@ -114,7 +114,7 @@ def test_forwarded_headers_are_ignored_unless_trusted(browser: FlaskClient, db: 
 def test_trusted_proxy_supplies_the_client_address(
     make_app: Callable[..., OpenAPI], accounts: dict[str, Account]
 ) -> None:
-    proxied = make_app(trusted_proxies=1)
+    proxied = make_app(trusted_proxies=1, trusted_proxy_addresses="127.0.0.0/8")
     proxied.test_client().get("/patients", headers={"X-Forwarded-For": "203.0.113.9"})
     [denied] = audit_rows(proxied.extensions["healthcare.db"], action="access.denied")
     assert denied["client"] == "203.0.113.9"

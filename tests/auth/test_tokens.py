@@ -8,12 +8,14 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
-from healthcare.auth.tokens import digest
+from healthcare import clock
+from healthcare.auth.tokens import DEFAULT_LIFETIME_DAYS, digest
 from healthcare.cli import main
 from healthcare.config import Settings
 from healthcare.db.database import CREDENTIALS_TTL_SECONDS, Database
-from healthcare.db.models import api_tokens
+from healthcare.db.models import api_tokens, users
 from tests.conftest import FakeClock, another_server_process, audit_rows, bearer
 
 
@@ -114,3 +116,69 @@ def test_other_processes_stop_honouring_a_revoked_token_within_a_second(
         assert client.get("/me", headers=bearer(created["token"])).status_code == 401  # here
         time.sleep(CREDENTIALS_TTL_SECONDS)  # the documented bound for other processes
         assert other_worker("GET", "/me", bearer(created["token"])) == 401
+
+
+def test_every_audit_row_of_a_token_call_names_the_token(
+    client: FlaskClient, anonymous: FlaskClient, db: Database
+) -> None:
+    """Issue 13, item 4: a label says little (any label, any number of times); the id is exact."""
+    made = client.post("/tokens", json={"username": "viewer", "label": "reports"}).json
+    pid = client.post("/patients", json={"name": "Token Traced", "age": 50}).json["id"]
+    as_token = bearer(made["token"])
+    assert anonymous.get(f"/patients/{pid}", headers=as_token).status_code == 200
+    assert anonymous.get("/patients", headers=as_token).status_code == 200
+    assert anonymous.get(f"/patients/{pid}/history", headers=as_token).status_code in {200, 404}
+    assert anonymous.delete(f"/patients/{pid}", headers=as_token).status_code == 403
+    rows = [row for row in audit_rows(db) if row["username"] == "viewer"]
+    assert [row["action"] for row in rows][:2] == ["patient.read", "patient.list"]
+    assert "access.denied" in {row["action"] for row in rows}
+    assert {row["token_id"] for row in rows} == {made["id"]}
+    assert (
+        client.get("/audit", query_string={"username": "viewer"}).json["items"][0]["token_id"]
+        == made["id"]
+    )
+
+
+def test_a_label_names_one_token_of_a_user(client: FlaskClient, engine: Engine) -> None:
+    assert client.post("/tokens", json={"username": "viewer", "label": "sync"}).status_code == 201
+    again = client.post("/tokens", json={"username": "viewer", "label": "sync"})
+    assert again.status_code == 409
+    assert "labelled 'sync' already" in again.json["detail"]
+    other_user = client.post("/tokens", json={"username": "clinician", "label": "sync"})
+    assert other_user.status_code == 201
+    with engine.connect() as conn:
+        viewer = conn.execute(select(users.c.id).where(users.c.username == "viewer")).scalar()
+    duplicate = api_tokens.insert().values(
+        user_id=viewer, label="sync", token_hash="x" * 64, created_at=clock.utc_now()
+    )
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # the database holds it too
+        conn.execute(duplicate)
+
+
+def test_a_token_made_for_someone_else_says_who_made_it(
+    client: FlaskClient, db: Database, runner: CliRunner
+) -> None:
+    for_viewer = client.post("/tokens", json={"username": "viewer", "label": "by-admin"}).json
+    own = client.post("/tokens", json={"username": "admin", "label": "mine"}).json
+    assert (for_viewer["created_by"], own["created_by"]) == ("admin", None)
+    made = runner.invoke(main, ["tokens", "create", "viewer", "--label", "by-operator"])
+    assert made.exit_code == 0, made.output
+    listed = {t["label"]: t["created_by"] for t in client.get("/tokens").json["items"]}
+    assert listed["by-admin"] == "admin"
+    assert listed["mine"] is None
+    assert listed["by-operator"].startswith("operator:")
+    details = [row["detail"] for row in audit_rows(db, action="token.create")]
+    assert details[0] == f"user=viewer label=by-admin on behalf of viewer id={for_viewer['id']}"
+    assert details[1] == f"user=admin label=mine id={own['id']}"
+
+
+def test_a_token_asked_for_without_a_lifetime_lasts_90_days(
+    client: FlaskClient, anonymous: FlaskClient, fake_clock: FakeClock
+) -> None:
+    made = client.post("/tokens", json={"username": "viewer", "label": "default"}).json
+    assert made["expires_at"] is not None
+    assert DEFAULT_LIFETIME_DAYS == 90
+    fake_clock.advance(days=89, hours=23)
+    assert anonymous.get("/patients", headers=bearer(made["token"])).status_code == 200
+    fake_clock.advance(hours=1, seconds=CREDENTIALS_TTL_SECONDS + 1)
+    assert anonymous.get("/patients", headers=bearer(made["token"])).status_code == 401

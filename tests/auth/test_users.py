@@ -153,10 +153,10 @@ def test_two_processes_starting_at_once_make_one_admin(
     together = threading.Barrier(2, timeout=10)
     real_insert = users_module._insert_user
 
-    def insert_together(*args: object) -> object:
+    def insert_together(*args: object, **kwargs: object) -> object:
         if db.dialect == "postgresql":
             together.wait()  # both have found no users inside their transactions
-        return real_insert(*args)
+        return real_insert(*args, **kwargs)
 
     monkeypatch.setattr(users_module, "_insert_user", insert_together)
     try:

@@ -79,8 +79,9 @@ def test_restore_moves_the_revision_forward_so_cached_pages_go(
 
 
 def test_retention_keeps_the_newest(engine: Engine, tmp_path: Path) -> None:
-    written = [backup.backup(engine, tmp_path, keep=2) for _ in range(4)]
-    assert sorted(tmp_path.iterdir()) == sorted(written[-2:])
+    folder = tmp_path / "backups"
+    written = [backup.backup(engine, folder, keep=2) for _ in range(4)]
+    assert sorted(folder.iterdir()) == sorted(written[-2:])
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign"])
@@ -164,6 +165,10 @@ def test_cli_backup_and_restore(
     refused = runner.invoke(main, ["restore", str(tmp_path / "nope.db"), "--yes"])
     assert refused.exit_code == 2
     assert "missing or empty" in refused.output
-    restored = runner.invoke(main, ["restore", str(path), "--yes"])
+    # The delete's audit row came after the backup, and the last command checkpointed it.
+    behind = runner.invoke(main, ["restore", str(path), "--yes"])
+    assert behind.exit_code == 2
+    assert "before the last checkpoint" in behind.output
+    restored = runner.invoke(main, ["restore", str(path), "--yes", "--force"])
     assert restored.exit_code == 0, restored.output
     assert client.get(f"/patients/{patient['id']}").status_code == 200

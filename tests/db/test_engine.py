@@ -137,3 +137,20 @@ def _step_down_and_up(engine: Engine) -> None:
             assert _schema(engine) == schemas[older], f"downgrade of {newer}"
     migrate.upgrade(engine)
     assert _schema(engine) == schemas[revisions[0]]
+
+
+RELEASED_REVISIONS = ["0001", "0002", "0003", "0004r"]
+
+
+def test_released_databases_find_their_revision_in_the_chain(tmp_path: Path) -> None:
+    """A database stamped by an earlier release upgrades: released revision ids never change."""
+    script = ScriptDirectory.from_config(migrate._alembic_config())
+    oldest_first = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert oldest_first[: len(RELEASED_REVISIONS)] == RELEASED_REVISIONS
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'released.db'}")
+    try:
+        migrate.upgrade(engine, RELEASED_REVISIONS[-1])
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == oldest_first[-1]
+    finally:
+        engine.dispose()

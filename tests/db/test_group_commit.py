@@ -126,6 +126,20 @@ def test_writes_of_requests_that_arrive_together_share_one_commit(engine: Engine
     assert _count(engine) == 4
 
 
+def test_a_failing_commit_report_neither_stops_the_writer_nor_its_callers(engine: Engine) -> None:
+    """``on_commit`` is a report (the metrics): if it fails, the write is still answered and
+    the next write is still committed (a writer thread that died left its callers waiting)."""
+
+    def broken_report(_units: int, _seconds: float) -> None:
+        raise ValueError("the report failed")
+
+    writer = GroupCommit(engine, on_commit=broken_report)
+    assert writer.run(_insert("First")) > 0
+    assert writer.run(_insert("Second")) > 0
+    assert _count(engine) == 2
+    writer.close()
+
+
 def test_a_write_racing_a_close_is_still_committed(engine: Engine) -> None:
     """A write that arrives while close() stops the writer runs on a new writer, never behind
     the stop (where it waited forever: seen as a command that hung at exit)."""

@@ -18,12 +18,15 @@ VALUES = {
     "repository_url": "https://git.example.org/clinic/healthcare.git",
     "repository_ref": "v0.1.0",
     "region": "eu-west-1",
-    "secret_parameter": "/healthcare/secret-key",
+    "secret_id": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key",
     "data_volume_id": "vol-0123456789abcdef0",
     "data_mount": "/var/lib/docker/volumes/healthcare_data/_data",
     "app_port": "9000",
     "bind_address": "0.0.0.0",  # noqa: S104 - the rendered script's value, nothing binds here
     "domain_name": "",
+    "trusted_proxies": "0",
+    "database_secret_arn": "",
+    "database_endpoint": "",
 }
 STUBS = {
     # Every stub appends its command line to /stub.log; some also leave what the real one would.
@@ -36,7 +39,10 @@ STUBS = {
     "mountpoint": "[ -f /fake-mounted ]",
     "mount": "touch /fake-mounted",
     "git": 'if [ "$1" = clone ]; then mkdir -p "$3/.git"; fi',
-    "aws": "echo generated-secret-from-ssm-0123456789",
+    # The secret key's secret is empty until the first put; the database's is made by RDS.
+    "aws": 'case "$*" in *rds!db*) echo \'{"username": "healthcare", "password": "p@ss/w:rd"}\' ;; '
+    "*put-secret-value*) touch /secret-stored ;; "
+    "*) [ -f /secret-stored ] || exit 254; echo generated-secret-from-ssm-0123456789 ;; esac",
     "docker": "",
 }
 
@@ -57,13 +63,14 @@ def test_render_leaves_no_template_syntax() -> None:
     assert "$${" not in script
 
 
-def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
+def _run_twice(tmp_path: Path, values: dict[str, str]) -> str:
+    """The rendered bootstrap run twice in a container with stub commands; what it left."""
     base = os.environ.get(BASE_IMAGE_ENV)
     if not base:
         missing(f"{BASE_IMAGE_ENV} is not set (./run test builds a local stand-in)")
     if docker("info", check=False, timeout=30).returncode != 0:
         missing("no Docker engine answers")
-    (tmp_path / "bootstrap.sh").write_text(render(TEMPLATE.read_text(), VALUES))
+    (tmp_path / "bootstrap.sh").write_text(render(TEMPLATE.read_text(), values))
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     for name, body in STUBS.items():
@@ -72,11 +79,12 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
         stub.chmod(0o755)
     device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
     run_twice = (
-        f"mkdir -p /dev/disk/by-id && touch {device} && "
+        f"mkdir -p /dev/disk/by-id /etc/systemd/system && touch {device} && "
         "bash /work/bootstrap.sh > /first.out 2>&1 && bash /work/bootstrap.sh > /second.out 2>&1 "
         "&& cat /stub.log && echo '--- fstab' && cat /etc/fstab && echo '--- env' "
         "&& stat -c '%a' /opt/healthcare/.env && cat /opt/healthcare/.env "
-        "&& echo '--- mount' && stat -c '%u %a' " + VALUES["data_mount"]
+        "&& echo '--- mount' && (stat -c '%u %a' " + values["data_mount"] + " || true) "
+        "&& echo '--- timer' && (cat /etc/systemd/system/healthcare-refresh-env.timer || true)"
     )
     result = subprocess.run(
         ["docker", "run", "--rm", "-v", f"{tmp_path}:/work:ro", "-e",
@@ -85,13 +93,20 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    log, rest = result.stdout.split("--- fstab\n")
+    return result.stdout
+
+
+def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
+    stdout = _run_twice(tmp_path, VALUES)
+    log, rest = stdout.split("--- fstab\n")
     fstab, rest = rest.split("--- env\n")
-    env, mount = rest.split("--- mount\n")
+    env, rest = rest.split("--- mount\n")
+    mount, timer = rest.split("--- timer\n")
     calls = log.splitlines()
     assert sum(call.startswith("mkfs.ext4") for call in calls) == 1, "formatted twice"
     assert sum(call.startswith("git clone") for call in calls) == 1, "cloned twice"
     assert sum(call.startswith("curl") for call in calls) == 1, "compose fetched twice"
+    assert sum("put-secret-value" in call for call in calls) == 1, "secret key stored twice"
     starts = [c for c in calls if "compose --project-directory /opt/healthcare" in c]
     assert len(starts) == 2
     assert all("up -d" in c and "--profile tls" not in c for c in starts)
@@ -101,3 +116,31 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert "HEALTHCARE_BIND=0.0.0.0" in env
     assert "HEALTHCARE_TRUSTED_PROXIES=0" in env  # no proxy without a domain: believe no header
     assert mount.split() == ["10001", "700"]
+    assert "HEALTHCARE_DATABASE_URL=\n" in env  # SQLite on the data volume
+    assert timer == "", "no password to refresh in single-instance mode"
+
+
+def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path) -> None:
+    values = {
+        **VALUES,
+        "data_volume_id": "",
+        "trusted_proxies": "1",
+        "database_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1",
+        "database_endpoint": "db.example.eu-west-1.rds.amazonaws.com:5432",
+    }
+    stdout = _run_twice(tmp_path, values)
+    log, rest = stdout.split("--- fstab\n")
+    env = rest.split("--- env\n")[1].split("--- mount\n")[0]
+    timer = stdout.split("--- timer\n")[1]
+    assert "mkfs" not in log, "no data volume in HA mode"
+    assert "mount " not in log, "no data volume in HA mode"
+    assert sum("put-secret-value --region" in c for c in log.splitlines()) == 1
+    assert "--client-request-token" in log
+    assert env.splitlines()[0] == "600"
+    assert (
+        "HEALTHCARE_DATABASE_URL=postgresql+psycopg://healthcare:p%40ss%2Fw%3Ard@"
+        "db.example.eu-west-1.rds.amazonaws.com:5432/healthcare?sslmode=require"
+    ) in env
+    assert "HEALTHCARE_TRUSTED_PROXIES=1" in env
+    assert "OnUnitActiveSec=5min" in timer
+    assert sum("enable --now healthcare-refresh-env.timer" in c for c in log.splitlines()) == 2

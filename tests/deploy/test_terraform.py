@@ -1,4 +1,5 @@
-"""The AWS configuration: formatted, valid, and its offline `terraform test` suite passes.
+"""The AWS configurations (single instance, and high availability in deploy/aws/ha): formatted,
+valid, and their offline `terraform test` suites pass.
 
 Needs the terraform binary and a local mirror of the hashicorp/aws provider (no registry is
 reachable here): HEALTHCARE_TF_PLUGIN_DIR, else /opt/tf-plugins. Skipped with that reason where
@@ -23,15 +24,16 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=[".", "ha"], ids=["single", "ha"])
+def module_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not shutil.which("terraform"):
         _missing("terraform is not installed")
     plugins = Path(os.environ.get("HEALTHCARE_TF_PLUGIN_DIR", "/opt/tf-plugins"))
     if not (plugins / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
         _missing(f"no hashicorp/aws provider mirror in {plugins} (set HEALTHCARE_TF_PLUGIN_DIR)")
     work = tmp_path_factory.mktemp("terraform") / "aws"
-    shutil.copytree(MODULE, work, ignore=shutil.ignore_patterns(".terraform*"))
+    shutil.copytree(MODULE, work, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    work = work / request.param  # the HA module uses the single instance's bootstrap, one up
     init = _terraform(work, "init", "-backend=false", f"-plugin-dir={plugins}")
     assert init.returncode == 0, init.stdout + init.stderr
     return work

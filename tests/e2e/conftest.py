@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from healthcare.db.engine import create_db_engine
-from tests.conftest import TEST_SECRET, add_token, add_user
+from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET, add_token, add_user
 
 
 def free_port() -> int:
@@ -62,6 +62,8 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> Server:
         "HEALTHCARE_SECRET_KEY": TEST_SECRET,
         "HEALTHCARE_DATABASE_URL": database_url,
         "HEALTHCARE_DATA_DIR": str(data_dir),
+        # One audit key for every live server of the run: they share a database per worker.
+        "HEALTHCARE_AUDIT_KEY": TEST_AUDIT_KEY,
         "WEB_CONCURRENCY": "2",
         "PYTHONFAULTHANDLER": "1",
         **env,

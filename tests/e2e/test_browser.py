@@ -24,6 +24,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.conftest import TEST_AUDIT_KEY
 from tests.e2e.conftest import Server, missing, start_server
 
 pytestmark = pytest.mark.slow
@@ -64,6 +65,7 @@ def _operator(database_url: str, data_dir: Path, *args: str, stdin: str = "") ->
         "HEALTHCARE_DATABASE_URL": database_url,
         "HEALTHCARE_DATA_DIR": str(data_dir),
         "HEALTHCARE_ENV": "development",
+        "HEALTHCARE_AUDIT_KEY": TEST_AUDIT_KEY,  # the live server's
     }
     healthcare = Path(sys.executable).with_name("healthcare")
     return subprocess.run([str(healthcare), *args], env=environment, input=stdin, text=True,

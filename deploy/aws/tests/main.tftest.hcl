@@ -3,8 +3,8 @@ mock_provider "aws" {
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/mock" }
   }
-  mock_resource "aws_ssm_parameter" {
-    defaults = { arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/healthcare/secret-key" }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
@@ -28,10 +28,6 @@ mock_provider "aws" {
     values = { id = "subnet-0aaa", availability_zone = "eu-west-1a" }
   }
   override_data {
-    target = data.aws_secretsmanager_random_password.secret_key
-    values = { random_password = "MOCKSECRETVALUEdonotuse0123456789abcdefMOCKSECRETVALUEdonotuse01" }
-  }
-  override_data {
     target = data.aws_iam_policy_document.assume
     values = { json = "{}" }
   }
@@ -52,6 +48,7 @@ mock_provider "aws" {
 variables {
   allowed_cidrs  = ["203.0.113.0/24"]
   repository_url = "https://git.example.org/clinic/healthcare.git"
+  domain_name    = "records.clinic.example"
 }
 
 run "defaults_are_secure" {
@@ -71,8 +68,8 @@ run "defaults_are_secure" {
     error_message = "the data volume must be encrypted with the customer-managed key"
   }
   assert {
-    condition     = aws_ssm_parameter.secret_key.type == "SecureString" && aws_kms_key.data.enable_key_rotation
-    error_message = "the secret key is a SecureString under a rotating customer-managed key"
+    condition     = aws_secretsmanager_secret.secret_key.kms_key_id == aws_kms_key.data.arn && aws_kms_key.data.enable_key_rotation
+    error_message = "the secret key is kept under a rotating customer-managed key"
   }
   assert {
     condition     = aws_instance.service.monitoring
@@ -91,8 +88,8 @@ run "defaults_are_secure" {
     error_message = "without ssh_public_key there is no SSH at all"
   }
   assert {
-    condition     = keys(aws_vpc_security_group_ingress_rule.service) == ["9000-203.0.113.0/24"]
-    error_message = "only the app port, only from allowed_cidrs"
+    condition     = toset(keys(aws_vpc_security_group_ingress_rule.service)) == toset(["80-203.0.113.0/24", "443-203.0.113.0/24"])
+    error_message = "HTTPS by default: only 80 (redirect, certificates) and 443, only from allowed_cidrs"
   }
   assert {
     condition     = aws_dlm_lifecycle_policy.daily.policy_details[0].schedule[0].retain_rule[0].count == 14
@@ -107,13 +104,45 @@ run "defaults_are_secure" {
     error_message = "user data must start the compose deployment"
   }
   assert {
-    condition     = !strcontains(aws_instance.service.user_data, "MOCKSECRETVALUE")
-    error_message = "the secret key must never be in user data"
+    condition     = strcontains(aws_instance.service.user_data, "SECRET_ID='${aws_secretsmanager_secret.secret_key.arn}'")
+    error_message = "the instance reads the secret key by its name at boot; it is never in user data"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
+    error_message = "single-instance mode keeps SQLite on the data volume"
+  }
+}
+
+run "plain_http_only_when_asked_for" {
+  command = apply
+
+  variables {
+    domain_name      = ""
+    allow_plain_http = true
+  }
+
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.service) == ["9000-203.0.113.0/24"]
+    error_message = "only the app port, only from allowed_cidrs"
   }
   assert {
     condition     = strcontains(aws_instance.service.user_data, "HEALTHCARE_BIND=$BIND_ADDRESS") && strcontains(aws_instance.service.user_data, "BIND_ADDRESS='0.0.0.0'")
     error_message = "without TLS the app port is published"
   }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "TRUSTED_PROXIES='0'")
+    error_message = "without a proxy no forwarded header is believed"
+  }
+}
+
+run "plain_http_is_refused_by_default" {
+  command = plan
+
+  variables {
+    domain_name = ""
+  }
+
+  expect_failures = [var.allow_plain_http]
 }
 
 run "ssh_from_admin_cidr_only" {
@@ -153,6 +182,10 @@ run "tls_opens_only_80_and_443" {
   assert {
     condition     = strcontains(aws_instance.service.user_data, "DOMAIN_NAME='records.clinic.example'") && strcontains(aws_instance.service.user_data, "--profile tls")
     error_message = "with a domain name the bootstrap starts the Caddy profile for it"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "TRUSTED_PROXIES='1'")
+    error_message = "behind Caddy the app believes one proxy's forwarded headers"
   }
 }
 

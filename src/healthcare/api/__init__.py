@@ -8,7 +8,7 @@ from flask import request
 from flask_openapi3 import OpenAPI
 from werkzeug.datastructures import MultiDict
 
-from healthcare.api import audit, docs, health, patients, problems, users
+from healthcare.api import audit, docs, health, metrics, patients, problems, users
 from healthcare.api.problems import problem
 from healthcare.errors import Invalid
 
@@ -22,6 +22,8 @@ def repeated_parameters(args: MultiDict[str, str]) -> list[str]:
 def one_value_per_query_parameter() -> Any:
     if "&" not in request.environ.get("QUERY_STRING", ""):
         return None  # at most one parameter: nothing can repeat
+    if request.blueprint == "fhir":
+        return None  # FHIR repeats a parameter for a range (birthdate=ge..&birthdate=le..)
     repeated = repeated_parameters(request.args)
     if not repeated:
         return None
@@ -40,4 +42,5 @@ def init_app(app: OpenAPI) -> None:
     app.register_api(audit.api)
     app.register_api(users.api)
     app.register_api(health.api)
+    app.register_api(metrics.api)
     app.register_blueprint(docs.bp)

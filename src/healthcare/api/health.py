@@ -1,14 +1,18 @@
-"""Liveness and readiness probes, open to load balancers and orchestrators."""
+"""Liveness and readiness probes, open to load balancers and orchestrators.
+
+Anonymous callers learn only up or down (issue 13, item 11); a caller with valid credentials
+also gets the database kind and the schema revision."""
 
 from __future__ import annotations
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from healthcare.api.problems import Problem, problem
 from healthcare.api.responses import PROBLEM_RESPONSES, json_response
+from healthcare.auth.web import identified_caller
 from healthcare.db import migrate
 from healthcare.db.database import current_database
 
@@ -22,8 +26,8 @@ class Health(BaseModel):
 
 
 class Ready(Health):
-    database: str
-    schema_revision: str | None
+    database: str | None = Field(None, description="For a signed-in caller only")
+    schema_revision: str | None = Field(None, description="For a signed-in caller only")
 
 
 @api.get("/healthz", summary="The process answers", responses={200: Health})
@@ -42,9 +46,14 @@ def readyz() -> Response:
         revision = migrate.current_revision(engine)
     except SQLAlchemyError:
         return problem(503, "Not ready", "The database does not answer.")
+    identified = identified_caller() is not None
     if revision != migrate.head_revision():
+        if not identified:
+            return problem(503, "Not ready", "The database schema is not current.")
         detail = f"The schema is at {revision or 'nothing'}, not {migrate.head_revision()}: "
         return problem(503, "Not ready", detail + "run `healthcare db upgrade`.")
+    if not identified:
+        return json_response({"status": "ok"})
     return json_response(
         {"status": "ok", "database": engine.dialect.name, "schema_revision": revision}
     )

@@ -10,7 +10,13 @@ from flask import Flask, Response, current_app
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from healthcare.errors import AuditBacklog, ServiceError, TooManyAttempts, VersionMismatch
+from healthcare.errors import (
+    AuditBacklog,
+    PossibleDuplicates,
+    ServiceError,
+    TooManyAttempts,
+    VersionMismatch,
+)
 from healthcare.observability import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -81,7 +87,8 @@ def _http_problem(exc: HTTPException) -> Any:
 
 def service_problem(exc: ServiceError) -> Response:
     """A refusal of the service layer (not found, stale version, ...) as an API answer."""
-    response = problem(exc.status, exc.title, exc.detail)
+    extra = {"candidates": exc.candidates} if isinstance(exc, PossibleDuplicates) else {}
+    response = problem(exc.status, exc.title, exc.detail, **extra)
     if isinstance(exc, VersionMismatch) and exc.current_version is not None:
         response.headers["ETag"] = f'"{exc.current_version}"'
     if isinstance(exc, TooManyAttempts | AuditBacklog):

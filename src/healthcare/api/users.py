@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from healthcare.api.problems import Problem
@@ -43,12 +43,17 @@ def me() -> Response:
     )
 
 
-@api.post("/me/password", summary="Change my password", responses={204: None, 422: Problem})
+@api.post(
+    "/me/password",
+    summary="Change my password",
+    responses={204: None, 422: Problem, 429: Problem},
+)
 def change_password(body: PasswordChange) -> Response:
     session = current_session()
     users.change_password(
         current_database(),
         current_actor(),
+        current_app.extensions["healthcare.login_policy"],
         body.current_password,
         body.new_password,
         keep_session=session.key,

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from healthcare import metrics
 from healthcare.audit.trail import Event, append
 from healthcare.errors import AuditBacklog
 
@@ -63,7 +64,9 @@ class PendingAudit:
             if not self._events and not self._in_flight:
                 self._behind_since = time.monotonic()
             self._events.append(event)
-            many = len(self._events) >= FLUSH_AT
+            queued = len(self._events)
+            many = queued >= FLUSH_AT
+        metrics.set_audit_queued(queued)
         if many:
             self._wake.set()
 
@@ -79,6 +82,7 @@ class PendingAudit:
         with self._lock:
             events, self._events = self._events, []
             self._in_flight += len(events)
+        metrics.set_audit_queued(len(self._events))
         return events
 
     def written(self, events: list[Event]) -> None:
@@ -93,6 +97,8 @@ class PendingAudit:
             with self._lock:
                 self._in_flight -= len(events)
                 self._events[:0] = events
+                queued = len(self._events)
+            metrics.set_audit_queued(queued)
 
     def flush(self) -> int:
         """Write every waiting event now; how many were written."""

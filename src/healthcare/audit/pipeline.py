@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from healthcare import metrics
 from healthcare.audit import trail
 from healthcare.audit.pending import PendingAudit
 from healthcare.config import Settings
@@ -14,24 +15,28 @@ from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
 
 
-def audited_database(engine: Engine, **pending: Any) -> Database:
+def audited_database(engine: Engine, *, mrn_prefix: str = "MRN", **pending: Any) -> Database:
     """``pending``: PendingAudit's ``delay``, ``max_events`` and ``max_age``."""
     return Database(
         engine,
+        mrn_prefix=mrn_prefix,
         around_write=trail.batched,
         pending_events=lambda write: PendingAudit(write, **{"delay": 0.25, **pending}),
+        on_commit=metrics.observe_group_commit,
     )
 
 
-def open_database(url: str, *, busy_timeout_ms: int = 30_000, **pending: Any) -> Database:
-    """The database at ``url``, as the app and the CLI use it."""
-    return audited_database(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), **pending)
+def open_database(url: str, *, busy_timeout_ms: int = 30_000, **options: Any) -> Database:
+    """The database at ``url``, as the app and the CLI use it (``options``: those of
+    ``audited_database``)."""
+    return audited_database(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), **options)
 
 
 def open_configured_database(settings: Settings) -> Database:
     return open_database(
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        mrn_prefix=settings.mrn_prefix,
         delay=settings.audit_flush_ms / 1000,
         max_events=settings.audit_max_pending,
         # never shorter than two flush intervals: a read must not wait for the flush and fail

@@ -59,6 +59,7 @@ class AuditEventOut(BaseModel):
     user_id: int | None
     username: str | None
     token_label: str | None
+    token_id: int | None = Field(description="The API token the call came with")
     action: str
     patient_id: int | None
     outcome: str

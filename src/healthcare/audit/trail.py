@@ -1,12 +1,18 @@
 """Append-only, hash-chained audit rows: writing them, checking the chain, reading them back.
 
-Each row's hash is SHA-256 over the previous row's hash and the row's own values, so editing,
-removing or reordering any row breaks the chain from that row on. Ids come from the chain head
-(one locked row), so they have no gaps and follow commit order, whichever process wrote them."""
+Each row's hash covers the previous row's hash and the row's own values, so editing, removing
+or reordering any row breaks the chain from that row on. From ``audit_chain.keyed_from`` on it
+is an HMAC under the audit key, which is not in the database: someone who can write to the
+database alone cannot re-hash the rows after taking some out. Rows before it (written before
+the key existed) keep their plain SHA-256. Ids come from the chain head (one locked row), so
+they have no gaps and follow commit order, whichever process wrote them. Checkpoints outside
+the database (``healthcare.audit.checkpoints``) anchor the head against a cut tail."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from healthcare import clock
+from healthcare.audit.checkpoints import Expectations
 from healthcare.db.models import audit_chain, audit_disclosures, audit_events
 from healthcare.db.raw import MultiRowInsert, RawStatement, execute_in, fetch_one_in
 
@@ -34,19 +41,32 @@ VALUE_COLUMNS = (
     "request_id",
     "fields",
     "detail",
+    "token_id",
 )
+# Rows before the keyed era were hashed over the columns they had: all but token_id.
+PLAIN_ERA_VALUES = len(VALUE_COLUMNS) - 1
 SUCCESS = "success"
 QUEUED = "healthcare.audit.queued"
 
 CHAIN_HEAD = RawStatement(
-    select(audit_chain.c.last_id, audit_chain.c.last_hash)
+    select(
+        audit_chain.c.last_id,
+        audit_chain.c.last_hash,
+        audit_chain.c.keyed_from,
+        audit_chain.c.key_id,
+    )
     .where(audit_chain.c.id == 1)
     .with_for_update()
 )
 MOVE_HEAD = RawStatement(
     update(audit_chain)
     .where(audit_chain.c.id == 1)
-    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
+    .values(
+        last_id=bindparam("last_id"),
+        last_hash=bindparam("last_hash"),
+        keyed_from=bindparam("keyed_from"),
+        key_id=bindparam("key_id"),
+    )
 )
 INSERT = MultiRowInsert(audit_events, ("id", *VALUE_COLUMNS, "hash"))
 DISCLOSE = MultiRowInsert(audit_disclosures, ("event_id", "patient_id"))
@@ -61,6 +81,7 @@ class Event:
     user_id: int | None = None
     username: str | None = None
     token_label: str | None = None
+    token_id: int | None = None
     client: str | None = None
     request_id: str | None = None
     patient_id: int | None = None
@@ -83,6 +104,7 @@ class Event:
             _storable(self.request_id, "request_id"),
             ",".join(sorted(self.fields)) if self.fields else None,
             _storable(self.detail, "detail"),
+            self.token_id,
         )
 
 
@@ -105,10 +127,40 @@ def _storable(value: str | None, name: str) -> str | None:
     return cleaned[:limit]
 
 
-def row_hash(previous: str, event_id: int, values: Sequence[Any]) -> str:
-    """The hash of a row from the one before it, its id and its values (``VALUE_COLUMNS``)."""
+class AuditKeyMissing(RuntimeError):
+    """The trail is keyed, and this process has no audit key to extend or check it with."""
+
+
+# The audit key of each database, by its URL: set where the app and the CLI are assembled.
+_KEYS: dict[str, bytes] = {}
+
+
+def use_key(engine: Engine, key: bytes) -> None:
+    """Hash this database's audit rows with ``key`` from now on (see ``healthcare.audit.keys``)."""
+    _KEYS[_identity(engine)] = key
+
+
+def key_for(engine: Engine) -> bytes | None:
+    return _KEYS.get(_identity(engine))
+
+
+def key_id(key: bytes) -> str:
+    """A fingerprint of the key, safe to store: which key, not the key."""
+    return hmac.new(key, b"healthcare audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _identity(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def row_hash(previous: str, event_id: int, values: Sequence[Any], key: bytes | None = None) -> str:
+    """The hash of a row from the one before it, its id and its values (``VALUE_COLUMNS``):
+    an HMAC-SHA256 under ``key`` in the keyed era, else the plain era's SHA-256."""
+    if key is None:
+        payload = [event_id, clock.rfc3339(values[0]), *values[1:PLAIN_ERA_VALUES]]
+        return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
     payload = [event_id, clock.rfc3339(values[0]), *values[1:]]
-    return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
+    return hmac.new(key, previous.encode() + orjson.dumps(payload), hashlib.sha256).hexdigest()
 
 
 def stored_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -143,18 +195,41 @@ def batched(conn: Connection) -> Iterator[None]:
 def _chain(conn: Connection, events: Sequence[Event]) -> None:
     if not events:
         return
-    last_id, last_hash = fetch_one_in(conn, CHAIN_HEAD, {})
+    last_id, last_hash, keyed_from, stored_key_id = fetch_one_in(conn, CHAIN_HEAD, {})
+    key = key_for(conn.engine)
+    problem = _key_problem(keyed_from, stored_key_id, key)
+    if problem is not None:
+        raise AuditKeyMissing(problem)
+    if key is not None and keyed_from is None:
+        keyed_from = last_id + 1  # the keyed era begins with this transaction's first row
+        stored_key_id = key_id(key)
     rows, disclosures = [], []
     for event in events:
         last_id += 1
         values = event.values()
-        last_hash = row_hash(last_hash, last_id, values)
+        last_hash = row_hash(last_hash, last_id, values, key)
         rows.append((last_id, *values, last_hash))
         disclosures += [(last_id, patient_id) for patient_id in event.disclosed]
     INSERT.run(conn, rows)
     if disclosures:
         DISCLOSE.run(conn, disclosures)
-    execute_in(conn, MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
+    head = {"last_id": last_id, "last_hash": last_hash, "keyed_from": keyed_from}
+    execute_in(conn, MOVE_HEAD, {**head, "key_id": stored_key_id})
+
+
+def _key_problem(
+    keyed_from: int | None, stored_key_id: str | None, key: bytes | None
+) -> str | None:
+    if keyed_from is None:
+        return None
+    if key is None:
+        return f"the trail is keyed from row {keyed_from}, and no audit key is configured"
+    if stored_key_id is not None and stored_key_id != key_id(key):
+        return (
+            f"the trail is keyed with another audit key (id {stored_key_id}; this one is "
+            f"{key_id(key)}): configure the key it was written with"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -162,29 +237,81 @@ class ChainReport:
     rows: int
     broken_at: int | None = None
     reason: str | None = None
+    keyed_from: int | None = None
 
     @property
     def intact(self) -> bool:
         return self.broken_at is None
 
 
-def verify(engine: Engine) -> ChainReport:
-    """Walk the whole chain; the first row whose id or hash is not what the chain says."""
-    expected_id, previous, count = 1, GENESIS_HASH, 0
+NO_EXPECTATIONS = Expectations({}, None, ())
+
+
+def verify(engine: Engine, expected: Expectations = NO_EXPECTATIONS) -> ChainReport:
+    """Walk the whole chain; the first row whose id or hash is not what the chain, the audit
+    key or the checkpoints (``expected``) say it must be."""
+    key = key_for(engine)
     with engine.connect() as conn:
-        statement = select(audit_events).order_by(audit_events.c.id)
-        with conn.execution_options(yield_per=2000).execute(statement) as result:
-            for row in result.mappings():
-                if row["id"] != expected_id:
-                    return ChainReport(count, expected_id, f"row {expected_id} is missing")
-                if row_hash(previous, row["id"], stored_values(row)) != row["hash"]:
-                    return ChainReport(count, row["id"], f"row {row['id']} does not match its hash")
-                previous, expected_id, count = row["hash"], expected_id + 1, count + 1
-        head = select(audit_chain.c.last_id, audit_chain.c.last_hash)
-        last_id, last_hash = conn.execute(head).one()
+        head = select(
+            audit_chain.c.last_id,
+            audit_chain.c.last_hash,
+            audit_chain.c.keyed_from,
+            audit_chain.c.key_id,
+        )
+        last_id, last_hash, keyed_from, stored_key_id = conn.execute(head).one()
+        problem = _key_problem(keyed_from, stored_key_id, key) or _era_problem(keyed_from, expected)
+        if problem is not None:
+            return ChainReport(0, keyed_from or expected.keyed_from or 1, problem, keyed_from)
+        walked = _walk(conn, key, keyed_from, expected)
+    if isinstance(walked, ChainReport):
+        return dataclasses.replace(walked, keyed_from=keyed_from)
+    count, previous = walked
     if (last_id, last_hash) != (count, previous):
-        return ChainReport(count, count + 1, f"rows after {count} are missing (head at {last_id})")
-    return ChainReport(count)
+        return ChainReport(
+            count, count + 1, f"rows after {count} are missing (head at {last_id})", keyed_from
+        )
+    if expected.last_id > count:
+        seen_at = expected.hashes[expected.last_id][1]
+        reason = (
+            f"the trail ends at row {count}, but the checkpoint of {seen_at} saw row "
+            f"{expected.last_id}: its tail was cut"
+        )
+        return ChainReport(count, count + 1, reason, keyed_from)
+    return ChainReport(count, keyed_from=keyed_from)
+
+
+def _era_problem(keyed_from: int | None, expected: Expectations) -> str | None:
+    if expected.keyed_from is not None and keyed_from != expected.keyed_from:
+        return (
+            f"the checkpoints say the keyed era begins at row {expected.keyed_from}, the "
+            f"database says {keyed_from}: the trail was re-hashed without the key"
+        )
+    return None
+
+
+def _walk(
+    conn: Connection, key: bytes | None, keyed_from: int | None, expected: Expectations
+) -> ChainReport | tuple[int, str]:
+    """Every row in order: the first broken one, or the count of rows and the last hash."""
+    expected_id, previous, keyed_at = 1, GENESIS_HASH, keyed_from or 0
+    statement = select(audit_events).order_by(audit_events.c.id)
+    with conn.execution_options(yield_per=2000).execute(statement) as result:
+        for row in result.mappings():
+            row_id = row["id"]
+            if row_id != expected_id:
+                return ChainReport(expected_id - 1, expected_id, f"row {expected_id} is missing")
+            row_key = key if keyed_from is not None and row_id >= keyed_at else None
+            if row_hash(previous, row_id, stored_values(row), row_key) != row["hash"]:
+                return ChainReport(row_id - 1, row_id, f"row {row_id} does not match its hash")
+            seen = expected.hashes.get(row_id)
+            if seen is not None and seen[0] != row["hash"]:
+                reason = (
+                    f"row {row_id} is not the row the checkpoint of {seen[1]} saw: the trail "
+                    "was re-hashed"
+                )
+                return ChainReport(row_id - 1, row_id, reason)
+            previous, expected_id = row["hash"], expected_id + 1
+    return expected_id - 1, previous
 
 
 def as_api(row: Any) -> dict[str, Any]:

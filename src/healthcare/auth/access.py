@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ class Permission(StrEnum):
     MANAGE_DELETED = "manage deleted patients"
     MANAGE_USERS = "manage users and tokens"
     READ_AUDIT = "read the audit trail"
+    BULK_TRANSFER = "import and export patients in bulk"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -46,11 +48,15 @@ class Actor:
     token_label: str | None = None
     client: str | None = None
     request_id: str | None = None
+    token_id: int | None = None
+    # The generated first admin's password: nothing but changing it is allowed until it is.
+    password_change_due: bool = False
 
     @classmethod
     def operator(cls) -> Actor:
-        """Whoever runs the ``healthcare`` command on the server: full rights, as root has."""
-        return cls(None, f"operator:{getpass.getuser()}"[:64], Role.ADMIN, client="local")
+        """Whoever runs the ``healthcare`` command on the server: full rights, as root has.
+        Named by the process's real user id, never by LOGNAME or USER, which anyone can set."""
+        return cls(None, f"operator:{_real_user()}"[:64], Role.ADMIN, client="local")
 
     def may(self, permission: Permission) -> bool:
         return self.role is not None and permission in GRANTS[self.role]
@@ -61,10 +67,19 @@ class Actor:
             user_id=self.user_id,
             username=self.username,
             token_label=self.token_label,
+            token_id=self.token_id,
             client=self.client,
             request_id=self.request_id,
             **details,
         )
+
+
+def _real_user() -> str:
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (a container run with --user)
+        return f"uid={uid}"
 
 
 def authorize(

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, select
 
-from healthcare import clock
+from healthcare import clock, metrics
 from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Role
 from healthcare.auth.passwords import verify_password
@@ -20,6 +20,9 @@ from healthcare.db.models import audit_events, users
 from healthcare.errors import SignInFailed, TooManyAttempts
 
 FAILED = "login.failure"
+# A wrong current password at a password change is a guess at the password too (issue 13,
+# item 7): both count against the same limits.
+GUESSES = (FAILED, "user.password_change")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def _seconds_until_allowed(
         nth = conn.execute(
             select(audit_events.c.at)
             .where(
-                audit_events.c.action == FAILED,
+                audit_events.c.action.in_(GUESSES),
                 audit_events.c.outcome == "failure",
                 column == value,
                 audit_events.c.at > now - policy.window,
@@ -56,6 +59,22 @@ def _seconds_until_allowed(
     return math.ceil(wait)
 
 
+def _too_many(wait: int) -> TooManyAttempts:
+    return TooManyAttempts(
+        f"Too many failed sign-ins. Try again in {math.ceil(wait / 60)} minute(s).", wait
+    )
+
+
+def refuse_while_throttled(db: Database, policy: LoginPolicy, actor: Actor, action: str) -> None:
+    """429 (recorded as ``action``, throttled) while the actor's name or address has used up
+    its failures: for a password check other than signing in."""
+    with db.engine.connect() as conn:
+        wait = _seconds_until_allowed(conn, policy, actor.username or "", actor.client or "-")
+    if wait > 0:
+        db.audit_soon(actor.event(action, outcome="throttled"))
+        raise _too_many(wait)
+
+
 def sign_in(
     db: Database, policy: LoginPolicy, username: str, password: str, client: str, request_id: str
 ) -> Actor:
@@ -65,20 +84,31 @@ def sign_in(
     anonymous = Actor(None, username or None, None, client=client, request_id=request_id)
     with db.reading() as conn:
         wait = _seconds_until_allowed(conn, policy, username, client)
+        if wait > 0:
+            metrics.sign_in_failed()
+            db.audit_soon(anonymous.event(FAILED, outcome="throttled"))
+            raise _too_many(wait)
         user = conn.execute(
-            select(users.c.id, users.c.password_hash, users.c.role, users.c.disabled_at).where(
-                users.c.username == username
-            )
+            select(
+                users.c.id,
+                users.c.password_hash,
+                users.c.role,
+                users.c.disabled_at,
+                users.c.must_change_password,
+            ).where(users.c.username == username)
         ).first()
-    if wait > 0:
-        db.audit_soon(anonymous.event(FAILED, outcome="throttled"))
-        raise TooManyAttempts(
-            f"Too many failed sign-ins. Try again in {math.ceil(wait / 60)} minute(s).", wait
-        )
     usable = user is not None and user.disabled_at is None
     if not verify_password(user.password_hash if usable else None, password):
         detail = "disabled user" if user is not None and not usable else None
         failure = anonymous.event(FAILED, outcome="failure", detail=detail)
         db.write(lambda conn: append(conn, [failure]))
+        metrics.sign_in_failed()
         raise SignInFailed("The user name or password is not right.")
-    return Actor(user.id, username, Role(user.role), client=client, request_id=request_id)
+    return Actor(
+        user.id,
+        username,
+        Role(user.role),
+        client=client,
+        request_id=request_id,
+        password_change_due=bool(user.must_change_password),
+    )

@@ -81,7 +81,9 @@ class PasswordChange(Strict):
 class TokenIn(Strict, NamesAUser):
     username: Username
     label: Label
-    expires_in_days: int | None = Field(None, ge=1, le=3650)
+    expires_in_days: int | None = Field(
+        None, ge=1, le=3650, description="Days until it expires; default 90"
+    )
 
 
 class TokenPath(BaseModel):
@@ -95,6 +97,9 @@ class Token(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    created_by: str | None = Field(
+        description="Who made it on the user's behalf (an admin, an operator); null: the user"
+    )
     state: str = Field(description="active, expired or revoked")
 
 

@@ -38,6 +38,7 @@ LOAD = RawStatement(
         users.c.username,
         users.c.role,
         users.c.disabled_at,
+        users.c.must_change_password,
     )
     .join(users, users.c.id == user_sessions.c.user_id)
     .where(user_sessions.c.id == bindparam("key"))
@@ -160,9 +161,15 @@ class ServerSessionInterface(SessionInterface):
         [rows] = db.read((LOAD, {"key": key_of(cookie)}))
         if not rows:
             return ServerSession(cookie=cookie)
-        user_id, created, last_seen, data, username, role, disabled_at = rows[0]
+        user_id, created, last_seen, data, username, role, disabled_at, change_due = rows[0]
         created, last_seen = clock.from_stored(created), clock.from_stored(last_seen)
-        actor = Actor(user_id, username, Role(role), client=request.remote_addr)
+        actor = Actor(
+            user_id,
+            username,
+            Role(role),
+            client=request.remote_addr,
+            password_change_due=bool(change_due),
+        )
         session = ServerSession(orjson.loads(data), cookie=cookie, user=actor, last_seen=last_seen)
         reason = self._ended_because(created, last_seen, disabled_at)  # type: ignore[arg-type]
         if reason:

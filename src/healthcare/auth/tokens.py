@@ -21,6 +21,9 @@ from healthcare.db.revision_cache import MISSING
 from healthcare.errors import Conflict, NotFound
 
 PREFIX = "hct_"
+# A token asked for without a lifetime lasts this long (issue 13, item 11): a forgotten token
+# stops working by itself. Up to 3650 days can be asked for; none lasts for ever.
+DEFAULT_LIFETIME_DAYS = 90
 LISTED = (
     api_tokens.c.id,
     users.c.username,
@@ -28,9 +31,11 @@ LISTED = (
     api_tokens.c.created_at,
     api_tokens.c.expires_at,
     api_tokens.c.revoked_at,
+    api_tokens.c.created_by,
 )
 BY_HASH = RawStatement(
     select(
+        api_tokens.c.id,
         api_tokens.c.label,
         api_tokens.c.expires_at,
         api_tokens.c.revoked_at,
@@ -38,6 +43,7 @@ BY_HASH = RawStatement(
         users.c.username,
         users.c.role,
         users.c.disabled_at,
+        users.c.must_change_password,
     )
     .join(users, users.c.id == api_tokens.c.user_id)
     .where(api_tokens.c.token_hash == bindparam("token_hash"))
@@ -67,6 +73,7 @@ def token_to_api(row: Any) -> dict[str, Any]:
         "created_at": moment("created_at"),
         "expires_at": moment("expires_at"),
         "revoked_at": moment("revoked_at"),
+        "created_by": row["created_by"],
         "state": _state(row),
     }
 
@@ -74,11 +81,14 @@ def token_to_api(row: Any) -> dict[str, Any]:
 def create_token(
     db: Database, actor: Actor, username: str, label: str, expires_in_days: int | None = None
 ) -> dict[str, Any]:
-    """A new token for ``username``; the returned ``token`` is the only copy there will be."""
+    """A new token for ``username``, lasting ``expires_in_days`` (``DEFAULT_LIFETIME_DAYS``
+    unless given); the returned ``token`` is the only copy there will be. A token made by
+    someone else (an admin, an operator) records who made it, on the token and in the trail."""
     authorize(db, actor, Permission.MANAGE_USERS, "token.create")
     secret = PREFIX + secrets.token_urlsafe(32)
+    maker = None if actor.username == username else actor.username
 
-    def create(conn: Connection, _event: Event) -> dict[str, Any]:
+    def create(conn: Connection, event: Event) -> dict[str, Any]:
         user = conn.execute(
             select(users.c.id, users.c.disabled_at).where(users.c.username == username)
         ).first()
@@ -86,22 +96,35 @@ def create_token(
             raise NotFound(f"No user named {username!r}.")
         if user.disabled_at is not None:
             raise Conflict(f"User {username!r} is disabled.")
+        _refuse_a_label_in_use(conn, user.id, username, label)
         now = clock.utc_now()
         values = {
             "user_id": user.id,
             "label": label,
             "token_hash": digest(secret),
             "created_at": now,
-            "expires_at": now + timedelta(days=expires_in_days) if expires_in_days else None,
+            "expires_at": now + timedelta(days=expires_in_days or DEFAULT_LIFETIME_DAYS),
             "revoked_at": None,
+            "created_by": maker,
         }
         token_id = conn.execute(
             sql_insert(api_tokens).values(values).returning(api_tokens.c.id)
         ).scalar_one()
+        event.detail = f"{event.detail} id={token_id}"
         return {**token_to_api({**values, "id": token_id, "username": username}), "token": secret}
 
-    event = actor.event("token.create", detail=f"user={username} label={label}")
+    on_behalf = f" on behalf of {username}" if maker else ""
+    event = actor.event("token.create", detail=f"user={username} label={label}{on_behalf}")
     return audited_write(db, event, create)
+
+
+def _refuse_a_label_in_use(conn: Connection, user_id: int, username: str, label: str) -> None:
+    """Labels name a user's tokens in lists and in the trail: one token per label and user."""
+    taken = conn.execute(
+        select(api_tokens.c.id).where(api_tokens.c.user_id == user_id, api_tokens.c.label == label)
+    ).first()
+    if taken is not None:
+        raise Conflict(f"User {username!r} has a token labelled {label!r} already (id {taken.id}).")
 
 
 def revoke_token(db: Database, actor: Actor, token_id: int) -> dict[str, Any]:
@@ -160,7 +183,7 @@ def actor_for_token(
         db.credentials.put(key, row)
     if row is None:
         return None, "unknown token"
-    label, expires_at, revoked_at, user_id, username, role, disabled_at = row
+    token_id, label, expires_at, revoked_at, user_id, username, role, disabled_at, due = row
     if revoked_at is not None:
         return None, f"revoked token {label!r} of {username}"
     expires = clock.from_stored(expires_at)
@@ -168,5 +191,5 @@ def actor_for_token(
         return None, f"expired token {label!r} of {username}"
     if disabled_at is not None:
         return None, f"token {label!r} of disabled user {username}"
-    actor = Actor(user_id, username, Role(role), label, client, request_id)
+    actor = Actor(user_id, username, Role(role), label, client, request_id, token_id, bool(due))
     return actor, "valid"

@@ -12,6 +12,7 @@ from healthcare import clock
 from healthcare.audit.record import audited_read, audited_write
 from healthcare.audit.trail import Event, append
 from healthcare.auth.access import Actor, Permission, Role, authorize
+from healthcare.auth.login import LoginPolicy, refuse_while_throttled
 from healthcare.auth.passwords import (
     hash_password,
     password_problem,
@@ -52,7 +53,9 @@ def _load(conn: Connection, username: str) -> dict[str, Any]:
     return dict(row)
 
 
-def _insert_user(conn: Connection, username: str, role: Role, password_hash: str) -> dict:
+def _insert_user(
+    conn: Connection, username: str, role: Role, password_hash: str, *, change_due: bool = False
+) -> dict:
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise Conflict(f"A user named {username!r} exists already.")
     now = clock.utc_now()
@@ -64,7 +67,9 @@ def _insert_user(conn: Connection, username: str, role: Role, password_hash: str
         "password_changed_at": now,
         "disabled_at": None,
     }
-    user_id = conn.execute(insert(users).values(values).returning(users.c.id)).scalar_one()
+    user_id = conn.execute(
+        insert(users).values(**values, must_change_password=change_due).returning(users.c.id)
+    ).scalar_one()
     return user_to_api({**values, "id": user_id})
 
 
@@ -149,17 +154,25 @@ def set_role(db: Database, actor: Actor, username: str, role: Role) -> dict[str,
 
 
 def change_password(
-    db: Database, actor: Actor, current: str, new: str, keep_session: str | None = None
+    db: Database,
+    actor: Actor,
+    policy: LoginPolicy,
+    current: str,
+    new: str,
+    keep_session: str | None = None,
 ) -> None:
-    """A user changes their own password; their other sessions end."""
+    """A user changes their own password; their other sessions end. A wrong current password
+    counts as a failed sign-in (the same limits, recorded before the answer)."""
     if actor.user_id is None or actor.username is None:
         raise Invalid("Only a signed-in user can change their password.")
+    refuse_while_throttled(db, policy, actor, "user.password_change")
     with db.reading() as conn:
         stored = conn.execute(
             select(users.c.password_hash).where(users.c.id == actor.user_id)
         ).scalar_one()
     if not verify_password(stored, current):
-        db.audit_soon(actor.event("user.password_change", outcome="failure"))
+        failure = actor.event("user.password_change", outcome="failure")
+        db.write(lambda conn: append(conn, [failure]))
         raise Invalid("The current password is not right.")
     password_hash = _checked_hash(new, actor.username)
 
@@ -167,16 +180,22 @@ def change_password(
         conn.execute(
             update(users)
             .where(users.c.id == actor.user_id)
-            .values(password_hash=password_hash, password_changed_at=clock.utc_now())
+            .values(
+                password_hash=password_hash,
+                password_changed_at=clock.utc_now(),
+                must_change_password=False,
+            )
         )
         _end_sessions(conn, actor.user_id, keep=keep_session)  # type: ignore[arg-type]
 
     audited_write(db, actor.event("user.password_change"), store)
+    db.credentials.clear()  # a forced change no longer holds this user's tokens back
 
 
 def ensure_first_admin(db: Database, password: str | None) -> str | None:
     """With no users at all, create ``admin``: with ``password``, or a random one, returned so
-    that it can be shown once. Returns None when there were users already."""
+    that it can be handed over once (and must be changed at the first sign-in). Returns None
+    when there were users already."""
     with db.reading() as conn:
         if conn.execute(select(users.c.id).limit(1)).first():
             return None
@@ -187,12 +206,14 @@ def ensure_first_admin(db: Database, password: str | None) -> str | None:
     def create(conn: Connection) -> bool:
         if conn.execute(select(users.c.id).limit(1)).first():
             return False  # another process started first
-        _insert_user(conn, FIRST_ADMIN, Role.ADMIN, password_hash)
+        _insert_user(conn, FIRST_ADMIN, Role.ADMIN, password_hash, change_due=password is None)
         append(conn, [event])
         return True
 
     try:
         created = db.write(create)
-    except IntegrityError:
-        created = False  # PostgreSQL: another process inserted `admin` at the same moment
+    except (IntegrityError, Conflict):
+        # PostgreSQL: another process inserted `admin` at the same moment (refused by the
+        # unique name, or seen by the name check once that process committed).
+        created = False
     return chosen if created and password is None else None

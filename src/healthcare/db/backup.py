@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,12 +32,20 @@ def _suffix(engine: Engine) -> str:
     return ".db" if engine.dialect.name == "sqlite" else ".dump"
 
 
-def backup(engine: Engine, folder: Path, keep: int = 7) -> Path:
-    """Write a checked backup into ``folder`` and keep only the newest ``keep`` of them."""
+def backup(
+    engine: Engine, folder: Path, keep: int = 7, announce: Callable[[Path], None] | None = None
+) -> Path:
+    """Write a checked backup into ``folder`` and keep only the newest ``keep`` of them.
+
+    ``announce`` is called with the backup's name before the snapshot is taken, so that the
+    audit row saying so is in the backup itself: a restore of the newest backup then loses no
+    audit row (and needs no ``--force``)."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = folder / f"{PREFIX}{stamp}{_suffix(engine)}"
     partial = folder / f".{final.name}.partial"
+    if announce is not None:
+        announce(final)
     try:
         if engine.dialect.name == "sqlite":
             _sqlite_snapshot(engine, partial)
@@ -78,6 +87,36 @@ def restore(engine: Engine, path: Path) -> None:
             text("UPDATE patient_totals SET revision = :r WHERE revision <= :r"),
             {"r": revision + 1},
         )
+
+
+def audit_head(engine: Engine, path: Path) -> int:
+    """The id of the last audit row in a backup (0 for a backup without an audit trail)."""
+    if engine.dialect.name == "sqlite":
+        return _sqlite_audit_head(path)
+    return _pg_dump_audit_head(path)
+
+
+def _sqlite_audit_head(path: Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT last_id FROM audit_chain").fetchone()
+    except sqlite3.OperationalError:
+        return 0  # a backup from before the audit trail
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
+
+
+def _pg_dump_audit_head(path: Path) -> int:
+    done = _run(["pg_restore", "--data-only", "--table=audit_chain", "--file=-", str(path)])
+    if done.returncode != 0:
+        raise BackupError(f"{path}: cannot read its audit chain: {done.stderr.strip()}")
+    lines = done.stdout.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("COPY ") and number + 1 < len(lines) and lines[number + 1] != "\\.":
+            columns = line[line.index("(") + 1 : line.index(")")].split(", ")
+            return int(lines[number + 1].split("\t")[columns.index("last_id")])
+    return 0
 
 
 def _sqlite_path(engine: Engine) -> str:

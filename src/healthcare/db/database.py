@@ -42,11 +42,17 @@ class Database:
         *,
         around_write: Callable[[Connection], AbstractContextManager[Any]],
         pending_events: Callable[[Write], PendingEvents],
+        on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
+        mrn_prefix: str = "MRN",
     ) -> None:
         self.engine = engine
+        self.mrn_prefix = mrn_prefix  # what new medical record numbers start with
         self.dialect = engine.dialect.name
         self._writer = GroupCommit(
-            engine, process_lock=_sqlite_process_lock(engine), around=around_write
+            engine,
+            process_lock=_sqlite_process_lock(engine),
+            around=around_write,
+            on_commit=on_commit,
         )
         self._readers = raw.readers_for(engine)
         self.pages = RevisionCache()

@@ -10,9 +10,11 @@ A unit may run more than once (see ``_commit``): it must only touch the database
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
@@ -22,6 +24,7 @@ from sqlalchemy import Connection, Engine
 from healthcare.db.engine import write_transaction
 
 T = TypeVar("T")
+log = logging.getLogger("healthcare.db")
 MAX_BATCH = 64
 _STOP: Any = object()  # queued by close(): the writer ends after the units before it
 
@@ -65,8 +68,12 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         process_lock: AbstractContextManager[Any] | None = None,
         around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
+        on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
     ) -> None:
+        """``on_commit(units, seconds)`` after each commit: how many units it carried, and
+        its database time from BEGIN to COMMIT."""
         self.engine = engine
+        self.on_commit = on_commit
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
         # Wraps each transaction inside its BEGIN ... COMMIT (the audit trail's batching).
@@ -129,6 +136,7 @@ class GroupCommit:
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries."""
+        started = time.perf_counter()
         try:
             with (
                 self.process_lock,
@@ -145,3 +153,7 @@ class GroupCommit:
             batch[0].result, batch[0].error = None, exc
         for unit in batch:
             unit.done.set()
+        try:
+            self.on_commit(len(batch), time.perf_counter() - started)
+        except Exception:  # a report must never stop the writer, whose callers would wait forever
+            log.exception("on_commit failed")

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,9 +51,64 @@ class Patient(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Patient identity (migration 0006): see docs/patient-identity.md.
+    mrn: Mapped[str | None] = mapped_column(String(40), unique=True)
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    given_names: Mapped[str | None] = mapped_column(String(200))
+    address_lines: Mapped[str | None] = mapped_column(String(400))
+    city: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(100))
+    # The identifiers as JSON, read with the row; patient_identifiers is what keeps them
+    # unique and finds a patient by one.
+    identifiers: Mapped[str | None] = mapped_column(Text)
+    merged_into: Mapped[int | None] = mapped_column(Integer)
+    # Search keys, derived by the service: folded names, the phone's last nine digits.
+    family_search: Mapped[str | None] = mapped_column(String(200))
+    given_search: Mapped[str | None] = mapped_column(String(200))
+    phone_key: Mapped[str | None] = mapped_column(String(16))
+    # The phonetic block of duplicate detection (see healthcare.patients.matching).
+    name_key: Mapped[str | None] = mapped_column(String(16))
 
 
 patients = Patient.__table__
+SEARCH_KEYS = ("name_search", "family_search", "given_search", "phone_key", "name_key")
+
+
+class PatientIdentifier(Base):
+    """Further identifiers of a patient (another clinic's MRN, a national number): a value is
+    unique within its system, across all patients."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (
+        UniqueConstraint("system", "value", name="uq_patient_identifiers_system_value"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    system: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(String(200))
+
+
+patient_identifiers = PatientIdentifier.__table__
+
+
+class PatientVersion(Base):
+    """Every version of every patient: its values as the API showed them, who and when."""
+
+    __tablename__ = "patient_versions"
+
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(64))
+    values: Mapped[str] = mapped_column(Text)
+
+
+patient_versions = PatientVersion.__table__
 
 
 class PatientTotals(Base):
@@ -88,6 +145,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set for the generated first admin: every call but the password change is refused.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 users = User.__table__
@@ -98,7 +157,10 @@ class ApiToken(Base):
     fast hash is enough; a password needs a slow one because people choose them)."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        UniqueConstraint("user_id", "label", name="uq_api_tokens_user_label"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -107,6 +169,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who made it, when not its own user (an admin or an operator on the user's behalf).
+    created_by: Mapped[str | None] = mapped_column(String(64))
 
 
 api_tokens = ApiToken.__table__
@@ -147,6 +211,8 @@ class AuditEvent(Base):
     fields: Mapped[str | None] = mapped_column(String(400))
     detail: Mapped[str | None] = mapped_column(String(200))
     hash: Mapped[str] = mapped_column(String(64))
+    # The API token the call came with; in the hash from the keyed era on (audit_chain).
+    token_id: Mapped[int | None] = mapped_column(Integer)
 
 
 audit_events = AuditEvent.__table__
@@ -176,6 +242,10 @@ class AuditChain(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    # The first row hashed with the audit key (HMAC); rows before it are plain SHA-256.
+    keyed_from: Mapped[int | None] = mapped_column(BigInteger)
+    # Which key (a fingerprint, not the key): a process with another key refuses to write.
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 audit_chain = AuditChain.__table__

@@ -7,10 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, insert, update
 
 from healthcare.db.engine import write_transaction
-from healthcare.db.models import GENDERS, patients
+from healthcare.db.models import GENDERS, patient_versions, patients
+from healthcare.patients.history import snapshot
+from healthcare.patients.identifiers import folded, mrn_for, phone_key, split_name
+from healthcare.patients.matching import name_key
 from healthcare.patients.schemas import age_on
 from healthcare.patients.search import fold
 
@@ -39,6 +43,8 @@ def synthetic_patients(count: int, rng: random.Random) -> Iterator[dict[str, Any
             name = rng.choice(OTHER_SCRIPTS)
         else:
             name = f"{rng.choice(GIVEN)} {rng.choice(FAMILY)}"
+        family, given = split_name(name)
+        phone = f"+1 555 {rng.randrange(10**6, 10**7)}" if rng.random() < 0.6 else None
         born = None
         if rng.random() < 0.5:
             born = date(1930, 1, 1) + timedelta(days=rng.randrange(34_000))
@@ -47,11 +53,18 @@ def synthetic_patients(count: int, rng: random.Random) -> Iterator[dict[str, Any
         yield {
             "name": name,
             "name_search": fold(name),
+            "family_name": family,
+            "given_names": given,
+            "family_search": folded(family),
+            "given_search": folded(given),
             "age": age_on(born, today) if born else rng.randrange(0, 100),
             "disease": rng.choice(DISEASES) if rng.random() < 0.8 else None,
             "gender": rng.choice(GENDERS),
             "date_of_birth": born,
-            "phone": f"+1 555 {rng.randrange(10**6, 10**7)}" if rng.random() < 0.6 else None,
+            "phone": phone,
+            "phone_key": phone_key(phone),
+            "name_key": name_key(family, given),
+            "identifiers": "[]",
             "email": None,
             "notes": None,
             "created_at": created,
@@ -60,14 +73,50 @@ def synthetic_patients(count: int, rng: random.Random) -> Iterator[dict[str, Any
         }
 
 
-def seed(engine: Engine, count: int, *, batch: int = 20_000, random_seed: int | None = None) -> int:
-    """Insert ``count`` synthetic patients in batches; returns how many were written."""
+def seed(
+    engine: Engine,
+    count: int,
+    *,
+    batch: int = 20_000,
+    random_seed: int | None = None,
+    mrn_prefix: str = "MRN",
+) -> int:
+    """Insert ``count`` synthetic patients in batches, each with its record number and its
+    first version; returns how many were written."""
     rng = random.Random(random_seed)  # noqa: S311 - synthetic demo data, not security
     rows = synthetic_patients(count, rng)
     written = 0
     while written < count:
         chunk = [next(rows) for _ in range(min(batch, count - written))]
         with write_transaction(engine) as conn:
-            conn.execute(insert(patients), chunk)
+            insert_with_identity(conn, chunk, mrn_prefix)
         written += len(chunk)
     return written
+
+
+def insert_with_identity(conn: Connection, rows: list[dict[str, Any]], mrn_prefix: str) -> None:
+    """Insert patient rows (their search keys filled), then their record numbers and first
+    versions, as the service would have."""
+    ids = conn.execute(
+        insert(patients).returning(patients.c.id, sort_by_parameter_order=True), rows
+    )
+    for row, (patient_id,) in zip(rows, ids, strict=True):
+        row.update(id=patient_id, mrn=mrn_for(patient_id, mrn_prefix))
+    conn.execute(
+        update(patients).where(patients.c.id == bindparam("pid")).values(mrn=bindparam("new_mrn")),
+        [{"pid": row["id"], "new_mrn": row["mrn"]} for row in rows],
+    )
+    conn.execute(
+        insert(patient_versions),
+        [
+            {
+                "patient_id": row["id"],
+                "version": 1,
+                "action": "patient.create",
+                "changed_at": row["created_at"],
+                "username": "seed",
+                "values": orjson.dumps(snapshot(row)).decode(),
+            }
+            for row in rows
+        ],
+    )

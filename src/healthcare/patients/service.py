@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from healthcare import clock
 from healthcare.audit.queries import last_change_in
@@ -15,24 +16,43 @@ from healthcare.audit.trail import Event
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patients
+from healthcare.db.models import patient_identifiers, patient_versions, patients
 from healthcare.db.raw import RawStatement, fetch_one_in
 from healthcare.db.revision_cache import MISSING
-from healthcare.errors import Conflict, Forbidden, NotFound, VersionMismatch
-from healthcare.patients import queries
-from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery, age_on
+from healthcare.errors import (
+    Conflict,
+    Deleted,
+    Forbidden,
+    NotFound,
+    PossibleDuplicates,
+    VersionMismatch,
+)
+from healthcare.patients import history, identifiers, matching, queries
+from healthcare.patients.schemas import (
+    NAME_FIELDS,
+    MergeRequest,
+    PageQuery,
+    PatientIn,
+    PatientPatch,
+    PatientQuery,
+    age_on,
+)
 from healthcare.patients.search import fold
 
 WRITABLE = tuple(PatientIn.model_fields)
+NAME_FIELDS_SET = frozenset(NAME_FIELDS)  # name, family_name, given_names
+# A change to one of these is checked for likely duplicates.
+IDENTITY_FIELDS = (*NAME_FIELDS, "date_of_birth", "phone", "email", "identifiers")
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
 OWN_DELETE_RESTORE_WINDOW = timedelta(hours=24)
+ADDRESS = ("address_lines", "city", "postal_code", "country")
 INSERT = RawStatement(
     insert(patients)
     .values(
         {
             column.key: bindparam(column.key, type_=column.type)
             for column in patients.c
-            if column.key not in {"id", "deleted_at"}
+            if column.key not in {"id", "deleted_at", "mrn", "merged_into"}
         }
     )
     .returning(patients.c.id)
@@ -44,25 +64,33 @@ def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
 
     The age follows the birth date as time passes. Rows from the raw read path carry SQLite's
     text for dates and times, rows built in Python carry objects; both serialise the same."""
-    pid, name, age, disease, gender, born, phone, email, notes, created, updated, version = row[:12]
+    stored = dict(zip(FIELDS, row, strict=False))
+    born, age = stored["date_of_birth"], stored["age"]
     if born is not None:
         if isinstance(born, str):
             born = date.fromisoformat(born)
         age = age_on(born, today or utc_now().date())
         born = born.isoformat()
+    identifiers = stored["identifiers"]
     return {
-        "id": pid,
-        "name": name,
+        "id": stored["id"],
+        "mrn": stored["mrn"],
+        "name": stored["name"],
+        "family_name": stored["family_name"],
+        "given_names": stored["given_names"],
         "age": age,
-        "disease": disease,
-        "gender": gender,
+        "disease": stored["disease"],
+        "gender": stored["gender"],
         "date_of_birth": born,
-        "phone": phone,
-        "email": email,
-        "notes": notes,
-        "created_at": rfc3339(created),
-        "updated_at": rfc3339(updated),
-        "version": version,
+        "phone": stored["phone"],
+        "email": stored["email"],
+        **{name: stored[name] for name in ADDRESS},
+        "identifiers": orjson.loads(identifiers) if identifiers else [],
+        "notes": stored["notes"],
+        "merged_into": stored["merged_into"],
+        "created_at": rfc3339(stored["created_at"]),
+        "updated_at": rfc3339(stored["updated_at"]),
+        "version": stored["version"],
     }
 
 
@@ -75,15 +103,23 @@ def as_row(values: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _stored_values(data: PatientIn) -> dict[str, Any]:
+    """The columns a patient's data fills: its fields, its identifiers as JSON, search keys."""
     values = data.model_dump()
-    values["name_search"] = fold(data.name)
+    values["identifiers"] = orjson.dumps(values["identifiers"] or []).decode()
+    values["name_search"] = fold(data.name or "")
+    values["family_search"] = identifiers.folded(data.family_name)
+    values["given_search"] = identifiers.folded(data.given_names)
+    values["phone_key"] = identifiers.phone_key(data.phone)
+    values["name_key"] = matching.name_key(data.family_name, data.given_names)
     return values
 
 
 def _load(conn: Connection, patient_id: int, *, include_deleted: bool = False) -> dict[str, Any]:
     row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).mappings().first()
-    if row is None or (row["deleted_at"] is not None and not include_deleted):
+    if row is None:
         raise NotFound(f"No patient with id {patient_id}.")
+    if row["deleted_at"] is not None and not include_deleted:
+        raise Deleted(f"Patient {patient_id} has been deleted.")
     return dict(row)
 
 
@@ -102,10 +138,21 @@ def get_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         [rows] = db.read((queries.by_id, {"patient_id": patient_id}))
         if not rows:
-            raise NotFound(f"No patient with id {patient_id}.")
+            return _merged_record(db, patient_id)
         return to_api(rows[0])
 
     return audited_read(db, actor.event("patient.read", patient_id=patient_id), read)
+
+
+def _merged_record(db: Database, patient_id: int) -> dict[str, Any]:
+    """A record merged into another stays readable, saying which (its merged_into)."""
+    with db.engine.connect() as conn:
+        row = conn.execute(queries.with_deleted_by_id, {"patient_id": patient_id}).first()
+    if row is None:
+        raise NotFound(f"No patient with id {patient_id}.")
+    if row.merged_into is None:
+        raise Deleted(f"Patient {patient_id} has been deleted.")
+    return to_api(row)
 
 
 def list_patients(db: Database, actor: Actor, query: PatientQuery) -> dict[str, Any]:
@@ -153,33 +200,117 @@ def _page(
     return page
 
 
-def create_patient(db: Database, actor: Actor, data: PatientIn) -> dict[str, Any]:
+def create_patient(
+    db: Database, actor: Actor, data: PatientIn, *, confirm_not_duplicate: bool = False
+) -> dict[str, Any]:
+    """Create a patient, unless it looks like patients on record and the caller has not
+    confirmed that it is somebody else (PossibleDuplicates, naming them)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
     values = _stored_values(data)
 
     def create(conn: Connection, event: Event) -> dict[str, Any]:
-        now = utc_now()
-        stored = {**values, "created_at": now, "updated_at": now, "version": 1}
-        (patient_id,) = fetch_one_in(conn, INSERT, stored)
-        event.patient_id = patient_id
-        event.fields = [name for name in WRITABLE if values[name] is not None]
-        return to_api(as_row({**stored, "id": patient_id}))
+        _check_duplicates(conn, values, None, confirm_not_duplicate, event)
+        return insert_patient(conn, data, values, event, db.mrn_prefix)
 
     return audited_write(db, actor.event("patient.create"), create)
+
+
+def insert_patient(
+    conn: Connection,
+    data: PatientIn,
+    values: dict[str, Any] | None,
+    event: Event,
+    mrn_prefix: str,
+) -> dict[str, Any]:
+    """Store a new patient (its record number, identifiers, first version) in the caller's
+    transaction, and complete its audit event. ``values``: the stored values, when the
+    caller has them already."""
+    values = values or _stored_values(data)
+    now = utc_now()
+    stored = {**values, "created_at": now, "updated_at": now, "version": 1}
+    (patient_id,) = fetch_one_in(conn, INSERT, stored)
+    mrn = identifiers.mrn_for(patient_id, mrn_prefix)
+    conn.execute(update(patients).where(patients.c.id == patient_id).values(mrn=mrn))
+    stored.update(id=patient_id, mrn=mrn, merged_into=None)
+    _keep_identifiers(conn, patient_id, data)
+    event.patient_id = patient_id
+    event.fields = _filled_fields(data, values)
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))
+
+
+def insert_patients(
+    conn: Connection, batch: Sequence[tuple[PatientIn, Event]], mrn_prefix: str
+) -> None:
+    """Many new patients in the caller's transaction, stored as ``insert_patient`` stores one
+    (record number, identifiers, first version, the audit event completed), with one
+    statement per table: what makes an import of 100,000 rows take seconds, not minutes.
+    The caller has checked the identifiers (the unique constraint refuses a clash)."""
+    now = utc_now()
+    rows = [
+        {**_stored_values(data), "created_at": now, "updated_at": now, "version": 1}
+        for data, _event in batch
+    ]
+    created = insert(patients).returning(patients.c.id, sort_by_parameter_order=True)
+    ids = conn.execute(created, rows).scalars().all()
+    for row, patient_id in zip(rows, ids, strict=True):
+        row.update(id=patient_id, mrn=identifiers.mrn_for(patient_id, mrn_prefix), merged_into=None)
+    numbered = update(patients).where(patients.c.id == bindparam("pid"))
+    conn.execute(
+        numbered.values(mrn=bindparam("new_mrn")),
+        [{"pid": row["id"], "new_mrn": row["mrn"]} for row in rows],
+    )
+    held = [
+        {"patient_id": row["id"], "system": i.system, "value": i.value}
+        for (data, _event), row in zip(batch, rows, strict=True)
+        for i in data.identifiers or []
+    ]
+    if held:
+        conn.execute(insert(patient_identifiers), held)
+    for (data, event), row in zip(batch, rows, strict=True):
+        event.patient_id = row["id"]
+        event.fields = _filled_fields(data, row)
+    conn.execute(
+        insert(patient_versions),
+        [
+            history.version_row(row, event, now)
+            for (_data, event), row in zip(batch, rows, strict=True)
+        ],
+    )
+
+
+def _filled_fields(data: PatientIn, values: Mapping[str, Any]) -> list[str]:
+    """The fields a new patient has; name parts count when sent, not when derived."""
+    derived = NAME_FIELDS_SET - data.model_fields_set
+    return [
+        name
+        for name in WRITABLE
+        if values[name] not in (None, "[]") and not (name in derived and name != "name")
+    ]
 
 
 def writable_fields(current: Mapping[str, Any]) -> dict[str, Any]:
     """The fields a client may send, as they stand; a birth date makes the age implicit."""
     fields = {name: current[name] for name in WRITABLE if current[name] is not None}
+    fields["identifiers"] = orjson.loads(fields.get("identifiers") or "[]")
     if "date_of_birth" in fields:
         fields.pop("age", None)
         fields["date_of_birth"] = fields["date_of_birth"].isoformat()
     return fields
 
 
+def _derived_again(patched: set[str]) -> tuple[str, ...]:
+    """A new display name gives new name parts; new parts give a new display name."""
+    if "name" in patched:
+        return () if patched & {"family_name", "given_names"} else ("family_name", "given_names")
+    return ("name",) if patched & {"family_name", "given_names"} else ()
+
+
 def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
     """Apply an RFC 7396 merge patch and validate the result as a whole patient."""
     merged = writable_fields(current)
+    for name in _derived_again(patch.model_fields_set):
+        merged.pop(name, None)
     for name in patch.model_fields_set:
         value = getattr(patch, name)
         if value is None:
@@ -190,13 +321,20 @@ def merge_patch(current: Mapping[str, Any], patch: PatientPatch) -> PatientIn:
 
 
 def _save(
-    conn: Connection, current: dict[str, Any], data: PatientIn, event: Event
+    conn: Connection,
+    current: dict[str, Any],
+    data: PatientIn,
+    event: Event,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
     values = _stored_values(data)
     event.fields = [name for name in WRITABLE if current[name] != values[name]]
     if not event.fields:
         return to_api(as_row(current))
-    values.update(updated_at=utc_now(), version=current["version"] + 1)
+    if set(event.fields) & set(IDENTITY_FIELDS):
+        _check_duplicates(conn, values, current["id"], confirm_not_duplicate, event)
+    now = utc_now()
+    values.update(updated_at=now, version=current["version"] + 1)
     result = conn.execute(
         update(patients)
         .where(patients.c.id == current["id"], patients.c.version == current["version"])
@@ -204,7 +342,92 @@ def _save(
     )
     if result.rowcount != 1:
         raise VersionMismatch("The patient changed while it was being saved; reload it.", None)
-    return to_api(as_row({**current, **values}))
+    if "identifiers" in event.fields:
+        _keep_identifiers(conn, current["id"], data)
+    stored = {**current, **values}
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))
+
+
+def likely_duplicates(
+    conn: Connection, values: Mapping[str, Any], exclude: int | None
+) -> list[dict[str, Any]]:
+    """Patients on record that are likely the person described by ``values``, best first."""
+    wanted = matching.Demographics.of(values)
+    rows = {
+        row["id"]: row for row in queries.duplicate_candidates(conn, wanted) if row["id"] != exclude
+    }
+    people = {pid: matching.Demographics.of(row) for pid, row in rows.items()}
+    return [
+        {
+            "id": pid,
+            "mrn": rows[pid]["mrn"],
+            "name": rows[pid]["name"],
+            "date_of_birth": rows[pid]["date_of_birth"] and rows[pid]["date_of_birth"].isoformat(),
+            "score": points,
+            "reasons": matching.reasons(wanted, people[pid]),
+            "href": f"/patients/{pid}",
+        }
+        for pid, points in matching.ranked(wanted, people.items())
+    ]
+
+
+def duplicates_of(conn: Connection, data: PatientIn) -> list[dict[str, Any]]:
+    """Patients on record that are likely the new patient ``data`` describes."""
+    return likely_duplicates(conn, _stored_values(data), None)
+
+
+def _check_duplicates(
+    conn: Connection,
+    values: Mapping[str, Any],
+    exclude: int | None,
+    confirmed: bool,
+    event: Event,
+) -> None:
+    """Refuse a likely duplicate unless the caller confirmed it is somebody else."""
+    if confirmed:
+        event.detail = "confirmed not a duplicate"
+        return
+    candidates = likely_duplicates(conn, values, exclude)
+    if candidates:
+        names = ", ".join(f"{c['name']} ({c['mrn']}, id {c['id']})" for c in candidates)
+        raise PossibleDuplicates(
+            f"This looks like {names}. If it is somebody else, send it again confirming that "
+            "it is not a duplicate.",
+            candidates,
+        )
+
+
+def find_matches(db: Database, actor: Actor, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Who might this be? The likely patients for a set of demographics (audited)."""
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.match")
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            return {"items": likely_duplicates(conn, values, None)}
+
+    return audited_read(db, actor.event("patient.match"), read)
+
+
+def _keep_identifiers(conn: Connection, patient_id: int, data: PatientIn) -> None:
+    """Store the patient's identifiers, refusing one that another patient holds."""
+    wanted = [(i.system, i.value) for i in data.identifiers or []]
+    for system, value in wanted:
+        holder = conn.execute(
+            select(patient_identifiers.c.patient_id).where(
+                patient_identifiers.c.system == system,
+                patient_identifiers.c.value == value,
+                patient_identifiers.c.patient_id != patient_id,
+            )
+        ).scalar()
+        if holder is not None:
+            raise Conflict(f"Patient {holder} already has the identifier {system}|{value}.")
+    conn.execute(delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id))
+    if wanted:
+        conn.execute(
+            insert(patient_identifiers),
+            [{"patient_id": patient_id, "system": s, "value": v} for s, v in wanted],
+        )
 
 
 def _update(
@@ -213,13 +436,14 @@ def _update(
     patient_id: int,
     expected_version: int | None,
     new_data: Callable[[dict[str, Any]], PatientIn],
+    confirm_not_duplicate: bool,
 ) -> dict[str, Any]:
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.update", patient_id)
 
     def update_patient(conn: Connection, event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
-        return _save(conn, current, new_data(current), event)
+        return _save(conn, current, new_data(current), event, confirm_not_duplicate)
 
     return audited_write(db, actor.event("patient.update", patient_id=patient_id), update_patient)
 
@@ -230,8 +454,12 @@ def replace_patient(
     patient_id: int,
     data: PatientIn,
     expected_version: int | None = None,
+    *,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
-    return _update(db, actor, patient_id, expected_version, lambda _current: data)
+    return _update(
+        db, actor, patient_id, expected_version, lambda _current: data, confirm_not_duplicate
+    )
 
 
 def patch_patient(
@@ -240,9 +468,16 @@ def patch_patient(
     patient_id: int,
     patch: PatientPatch,
     expected_version: int | None = None,
+    *,
+    confirm_not_duplicate: bool = False,
 ) -> dict[str, Any]:
     return _update(
-        db, actor, patient_id, expected_version, lambda current: merge_patch(current, patch)
+        db,
+        actor,
+        patient_id,
+        expected_version,
+        lambda current: merge_patch(current, patch),
+        confirm_not_duplicate,
     )
 
 
@@ -251,15 +486,13 @@ def delete_patient(
 ) -> None:
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.delete", patient_id)
 
-    def soft_delete(conn: Connection, _event: Event) -> None:
+    def soft_delete(conn: Connection, event: Event) -> None:
         current = _load(conn, patient_id)
         _check_version(current, expected_version)
         now = utc_now()
-        conn.execute(
-            update(patients)
-            .where(patients.c.id == patient_id)
-            .values(deleted_at=now, updated_at=now, version=current["version"] + 1)
-        )
+        values = {"deleted_at": now, "updated_at": now, "version": current["version"] + 1}
+        conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
+        history.record_version(conn, {**current, **values}, event, now)
 
     audited_write(db, actor.event("patient.delete", patient_id=patient_id), soft_delete)
 
@@ -271,14 +504,17 @@ def restore_patient(
     deleted themselves, within ``OWN_DELETE_RESTORE_WINDOW`` (their "undo")."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.restore", patient_id)
 
-    def restore(conn: Connection, _event: Event) -> dict[str, Any]:
+    def restore(conn: Connection, event: Event) -> dict[str, Any]:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted.")
+        if current["merged_into"] is not None:
+            raise Conflict(f"Patient {patient_id} was merged; an admin can undo the merge.")
         _check_may_restore(conn, actor, patient_id)
         _check_version(current, expected_version)
         values = {"deleted_at": None, "updated_at": utc_now(), "version": current["version"] + 1}
         conn.execute(update(patients).where(patients.c.id == patient_id).values(values))
+        history.record_version(conn, {**current, **values}, event, values["updated_at"])
         return to_api(as_row({**current, **values}))
 
     return audited_write(db, actor.event("patient.restore", patient_id=patient_id), restore)
@@ -310,6 +546,157 @@ def purge_patient(db: Database, actor: Actor, patient_id: int) -> None:
         current = _load(conn, patient_id, include_deleted=True)
         if current["deleted_at"] is None:
             raise Conflict(f"Patient {patient_id} is not deleted; delete it before purging it.")
+        history.forget(conn, patient_id)
+        conn.execute(
+            delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id)
+        )
         conn.execute(delete(patients).where(patients.c.id == patient_id))
 
     audited_write(db, actor.event("patient.purge", patient_id=patient_id), purge)
+
+
+def _readable_history(conn: Connection, actor: Actor, patient_id: int) -> None:
+    """A deleted patient's history is for those who may see deleted patients."""
+    current = _load(conn, patient_id, include_deleted=True)
+    if current["deleted_at"] is not None and not actor.may(Permission.MANAGE_DELETED):
+        raise NotFound(f"No patient with id {patient_id}.")
+
+
+def patient_history(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
+    """Every version of a patient, newest first, with what each changed: read like the record."""
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            _readable_history(conn, actor, patient_id)
+            return {"items": history.versions(conn, patient_id)}
+
+    event = actor.event("patient.read", patient_id=patient_id, detail="history")
+    return audited_read(db, event, read)
+
+
+def patient_version(db: Database, actor: Actor, patient_id: int, number: int) -> dict[str, Any]:
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read", patient_id)
+
+    def read() -> dict[str, Any]:
+        with db.engine.connect() as conn:
+            _readable_history(conn, actor, patient_id)
+            version = history.one_version(conn, patient_id, number)
+        if version is None:
+            raise NotFound(f"Patient {patient_id} has no version {number}.")
+        return version
+
+    event = actor.event("patient.read", patient_id=patient_id, detail=f"history version {number}")
+    return audited_read(db, event, read)
+
+
+def merge_patients(
+    db: Database, actor: Actor, target_id: int, request: MergeRequest
+) -> dict[str, Any]:
+    """Merge the source record into the target (the survivor), in one transaction: the target
+    takes the source's value for each field the request chooses, and all the identifiers of
+    both; the source is closed as "merged into" the target. Both versions must be current."""
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.merge", target_id)
+
+    def merge(conn: Connection, event: Event) -> dict[str, Any]:
+        if request.source_id == target_id:
+            raise Conflict("A patient cannot be merged into itself.")
+        target, source = _load(conn, target_id), _load(conn, request.source_id)
+        _check_version(target, request.target_version)
+        _check_version(source, request.source_version)
+        merged = _merged_fields(target, source, request.take_from_source)
+        _close_as_merged(conn, source, target_id, event)
+        survivor = _save(conn, target, merged, event, confirm_not_duplicate=True)
+        event.detail = f"merged {source['id']} into {target_id}"
+        return survivor
+
+    return audited_write(db, actor.event("patient.merge", patient_id=target_id), merge)
+
+
+def _merged_fields(
+    target: Mapping[str, Any], source: Mapping[str, Any], from_source: Sequence[str]
+) -> PatientIn:
+    merged, theirs = writable_fields(target), writable_fields(source)
+    for name in from_source:
+        if name in theirs:
+            merged[name] = theirs[name]
+        else:
+            merged.pop(name, None)
+    if "date_of_birth" in merged:
+        merged.pop("age", None)
+    both = [*merged.get("identifiers", []), *theirs["identifiers"]]
+    merged["identifiers"] = [dict(pair) for pair in dict.fromkeys(tuple(i.items()) for i in both)]
+    return PatientIn.model_validate(merged)
+
+
+def _close_as_merged(
+    conn: Connection, source: dict[str, Any], target_id: int, event: Event
+) -> None:
+    """The source, deleted and pointing at the survivor; its identifiers go with it."""
+    now = utc_now()
+    values = {
+        "deleted_at": now,
+        "updated_at": now,
+        "merged_into": target_id,
+        "identifiers": "[]",
+        "version": source["version"] + 1,
+    }
+    conn.execute(
+        delete(patient_identifiers).where(patient_identifiers.c.patient_id == source["id"])
+    )
+    conn.execute(update(patients).where(patients.c.id == source["id"]).values(values))
+    history.record_version(conn, {**source, **values}, event, now)
+
+
+def undo_merge(db: Database, actor: Actor, source_id: int) -> dict[str, Any]:
+    """An admin's undo: both records as they were before the merge, if the survivor has not
+    changed since (otherwise 409: undo it by hand from the history)."""
+    authorize(db, actor, Permission.MANAGE_DELETED, "patient.unmerge", source_id)
+
+    def unmerge(conn: Connection, event: Event) -> dict[str, Any]:
+        source = _load(conn, source_id, include_deleted=True)
+        if source["merged_into"] is None:
+            raise Conflict(f"Patient {source_id} is not merged.")
+        target = _load(conn, source["merged_into"])
+        merge_version = history.one_version(conn, target["id"], target["version"])
+        if merge_version is None or merge_version["action"] != "patient.merge":
+            raise Conflict(
+                f"Patient {target['id']} has changed since the merge; undo it by hand from "
+                "the history of both records."
+            )
+        _save(conn, target, _version_data(conn, target["id"], target["version"] - 1), event, True)
+        reopened = _reopen(
+            conn, source, _version_data(conn, source_id, source["version"] - 1), event
+        )
+        event.detail = f"unmerged {source_id} from {target['id']}"
+        return reopened
+
+    return audited_write(db, actor.event("patient.unmerge", patient_id=source_id), unmerge)
+
+
+def _version_data(conn: Connection, patient_id: int, number: int) -> PatientIn:
+    version = history.one_version(conn, patient_id, number)
+    if version is None:
+        raise Conflict(f"Patient {patient_id} has no version {number} to go back to.")
+    values = {name: version["values"].get(name) for name in WRITABLE}
+    if values["date_of_birth"]:
+        values.pop("age")
+    return PatientIn.model_validate({k: v for k, v in values.items() if v is not None})
+
+
+def _reopen(
+    conn: Connection, source: dict[str, Any], data: PatientIn, event: Event
+) -> dict[str, Any]:
+    now = utc_now()
+    values = {
+        **_stored_values(data),
+        "deleted_at": None,
+        "merged_into": None,
+        "updated_at": now,
+        "version": source["version"] + 1,
+    }
+    conn.execute(update(patients).where(patients.c.id == source["id"]).values(values))
+    _keep_identifiers(conn, source["id"], data)
+    stored = {**source, **values}
+    history.record_version(conn, stored, event, now)
+    return to_api(as_row(stored))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from healthcare.ui import account, admin, patients
+from healthcare.ui import account, admin, patients, transfer
 from healthcare.ui.blueprint import bp, page_for, template_globals
 
-PAGES = (account, admin, patients)  # each adds its routes to the one blueprint
+PAGES = (account, admin, patients, transfer)  # each adds its routes to the one blueprint
 
 
 def init_app(app: Flask) -> None:

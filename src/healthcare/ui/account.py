@@ -94,10 +94,18 @@ def password() -> Response | str:
             change_password(
                 current_database(),
                 current_actor(),
+                current_app.extensions["healthcare.login_policy"],
                 form.get("current_password", ""),
                 form.get("new_password", ""),
                 keep_session=current_session().key,
             )
+        except TooManyAttempts as exc:
+            page = render_template(
+                "account/password.html",
+                errors={"current_password": exc.detail},
+                min_length=MIN_LENGTH,
+            )
+            return Response(page, 429, {"Retry-After": str(exc.retry_after)})
         except Invalid as exc:
             field = "current_password" if "current password" in exc.detail else "new_password"
             errors[field] = exc.detail

@@ -19,7 +19,12 @@ from healthcare.ui.blueprint import bp
 from healthcare.ui.forms import submitted, validated
 
 USER_FIELDS = ("username", "role", "password")
-PAGE_PERMISSIONS = {"ui.admin_audit": Permission.READ_AUDIT}  # the others: MANAGE_USERS
+PAGE_PERMISSIONS = {
+    "ui.admin_audit": Permission.READ_AUDIT,
+    "ui.admin_transfer": Permission.BULK_TRANSFER,
+    "ui.admin_export": Permission.BULK_TRANSFER,
+    "ui.admin_import": Permission.BULK_TRANSFER,
+}  # the others: MANAGE_USERS
 TOKEN_FIELDS = ("username", "label", "expires_in_days")
 AUDIT_FILTERS = ("username", "action", "patient_id", "since", "until", "before")
 

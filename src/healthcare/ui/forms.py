@@ -10,7 +10,10 @@ from pydantic import BaseModel, ValidationError
 
 from healthcare.patients.schemas import PatientIn
 
-PATIENT_FIELDS = ("name", "age", "date_of_birth", "gender", "disease", "phone", "email", "notes")
+PATIENT_FIELDS = (
+    "name", "family_name", "given_names", "age", "date_of_birth", "gender", "disease", "phone",
+    "email", "address_lines", "city", "postal_code", "country", "notes",
+)  # fmt: skip
 WHOLE_NUMBER = re.compile(r"\d{1,6}")
 FRIENDLY = {
     ("name", "missing"): "Enter the patient's name.",

@@ -13,9 +13,9 @@ from healthcare.audit.queries import AuditPageQuery, find_events, last_change
 from healthcare.auth.access import Permission, authorize
 from healthcare.auth.web import current_actor
 from healthcare.db.database import current_database
-from healthcare.errors import Conflict, VersionMismatch
+from healthcare.errors import Conflict, NotFound, PossibleDuplicates, VersionMismatch
 from healthcare.patients import service
-from healthcare.patients.schemas import PageQuery, PatientQuery
+from healthcare.patients.schemas import MergeRequest, PageQuery, PatientQuery
 from healthcare.ui.blueprint import bp, page_links
 from healthcare.ui.forms import PATIENT_FIELDS, patient_as_form, patient_from_form, submitted
 
@@ -77,11 +77,21 @@ def _form_page(
     errors: dict[str, str],
     status: int = 200,
     conflict: int | None = None,
+    duplicates: list[dict[str, Any]] | None = None,
 ) -> Response:
     page = render_template(
-        "patients/form.html", patient=patient, values=values, errors=errors, conflict=conflict
+        "patients/form.html",
+        patient=patient,
+        values=values,
+        errors=errors,
+        conflict=conflict,
+        duplicates=duplicates,
     )
     return Response(page, status)
+
+
+def _confirmed_not_duplicate() -> bool:
+    return request.form.get("confirm_not_duplicate") == "yes"
 
 
 @bp.route("/ui/patients/new", methods=["GET", "POST"])
@@ -94,7 +104,12 @@ def patient_new() -> Response:
     data, errors = patient_from_form(values)
     if data is None:
         return _form_page(None, values, errors, 422)
-    patient = service.create_patient(db, actor, data)
+    try:
+        patient = service.create_patient(
+            db, actor, data, confirm_not_duplicate=_confirmed_not_duplicate()
+        )
+    except PossibleDuplicates as exc:
+        return _form_page(None, values, {}, 409, duplicates=exc.candidates)
     flash({"text": f"{patient['name']} was added."})
     return redirect(url_for("ui.patient_detail", patient_id=patient["id"]), 303)
 
@@ -117,9 +132,18 @@ def patient_edit(patient_id: int) -> Response:
     if data is None:
         return _form_page(stale, values, errors, 422)
     try:
-        patient = service.replace_patient(db, actor, patient_id, data, stale["version"])
+        patient = service.replace_patient(
+            db,
+            actor,
+            patient_id,
+            data,
+            stale["version"],
+            confirm_not_duplicate=_confirmed_not_duplicate(),
+        )
     except VersionMismatch as exc:
         return _form_page(stale, values, {}, 409, conflict=exc.current_version or 0)
+    except PossibleDuplicates as exc:
+        return _form_page(stale, values, {}, 409, duplicates=exc.candidates)
     flash({"text": "Your changes were saved."})
     return redirect(url_for("ui.patient_detail", patient_id=patient["id"]), 303)
 
@@ -149,4 +173,108 @@ def patient_restore(patient_id: int) -> Response:
         flash({"text": "That patient is not deleted; nothing to restore."})
     else:
         flash({"text": f"{patient['name']} was restored."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
+
+
+HISTORY_LABELS = {
+    "mrn": "Record number", "name": "Full name", "family_name": "Family name",
+    "given_names": "Given names", "date_of_birth": "Date of birth", "address_lines": "Address",
+    "postal_code": "Postal code", "identifiers": "Other identifiers", "merged_into": "Merged into",
+}  # fmt: skip
+HISTORY_ACTIONS = {
+    "patient.create": "added", "patient.update": "changed", "patient.delete": "deleted",
+    "patient.restore": "restored", "patient.migrate": "as it stood when history began",
+}  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    """A version's value in words."""
+    if value is None or value == []:
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "; ".join(f"{i['system']}: {i['value']}" for i in value)
+    return str(value)
+
+
+@bp.get("/ui/patients/<int:patient_id>/history")
+def patient_history(patient_id: int) -> str:
+    db, actor = current_database(), current_actor()
+    history = service.patient_history(db, actor, patient_id)
+    newest = history["items"][0]["values"] if history["items"] else {}
+    patient = {"id": patient_id, "name": newest.get("name", ""), "mrn": newest.get("mrn")}
+    return render_template(
+        "patients/history.html",
+        patient=patient,
+        history=history,
+        labels=HISTORY_LABELS,
+        actions=HISTORY_ACTIONS,
+        shown=_shown,
+    )
+
+
+MERGE_FIELDS = (
+    "name", "family_name", "given_names", "date_of_birth", "gender", "phone", "email",
+    "address_lines", "city", "postal_code", "country", "disease", "notes",
+)  # fmt: skip
+
+
+def _merge_source(db: Any, actor: Any, wanted: str) -> dict[str, Any] | None:
+    """The record a person named by id or record number, if it can be read."""
+    if wanted.isdigit():
+        try:
+            return service.get_patient(db, actor, int(wanted))
+        except NotFound:
+            return None
+    try:
+        query = PatientQuery(mrn=wanted, limit=1)
+    except ValidationError:
+        return None
+    items = service.list_patients(db, actor, query)["items"]
+    return items[0] if items else None
+
+
+@bp.route("/ui/patients/<int:patient_id>/merge", methods=["GET", "POST"])
+def patient_merge(patient_id: int) -> Response:
+    """Merge a duplicate into this record, choosing for each field which value stays."""
+    db, actor = current_database(), current_actor()
+    authorize(db, actor, Permission.WRITE_PATIENTS, "patient.merge", patient_id)
+    if request.method == "POST":
+        return _merge_submitted(db, actor, patient_id)
+    target = service.get_patient(db, actor, patient_id)
+    wanted = request.args.get("source", "").strip()
+    source = _merge_source(db, actor, wanted) if wanted else None
+    problem = None
+    if wanted and (source is None or source["id"] == patient_id or source["merged_into"]):
+        problem, source = "No other current record has that number.", None
+    page = render_template(
+        "patients/merge.html",
+        target=target,
+        source=source,
+        wanted=wanted,
+        problem=problem,
+        fields=MERGE_FIELDS,
+        labels=HISTORY_LABELS,
+        shown=_shown,
+    )
+    return Response(page, 404 if problem else 200)
+
+
+def _merge_submitted(db: Any, actor: Any, patient_id: int) -> Response:
+    form = request.form
+    chosen = [name for name in MERGE_FIELDS if form.get(f"keep-{name}") == "source"]
+    try:
+        merge = MergeRequest(
+            source_id=int(form.get("source_id", "0")),
+            source_version=int(form.get("source_version", "0")),
+            target_version=int(form.get("target_version", "0")),
+            take_from_source=chosen,
+        )
+        service.merge_patients(db, actor, patient_id, merge)
+    except (ValueError, ValidationError, VersionMismatch, NotFound, Conflict):
+        flash({"text": "One of the records changed or is gone, or the choice was not valid; "
+                       "nothing was merged. Check both records and try again."})  # fmt: skip
+        return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
+    flash({"text": f"Record {merge.source_id} was merged into this one."})
     return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)

@@ -1,0 +1,157 @@
+"""Imports: every problem by row number, all or nothing unless asked, audited, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from healthcare.auth.access import Actor
+from healthcare.cli import main
+from healthcare.db.database import Database
+from healthcare.exchange import tabular
+from healthcare.patients.schemas import PatientQuery
+from healthcare.patients.service import list_patients
+from tests.conftest import audit_rows, empty_all_tables, new_patient
+from tests.fhir.conftest import confirmed_patient
+
+HEADER = "name,family_name,given_names,date_of_birth,age,gender,phone,email,identifiers\n"
+GOOD = "Asha Verma,,,1990-02-28,,female,+44 20 7946 0958,asha@example.org,urn:nhs|1\n"
+ALSO_GOOD = ",Okafor,Chidi,,40,male,,,\n"
+BAD = ",,,,,,not a phone,,\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "patients.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def total(client: FlaskClient) -> int:
+    return client.get("/patients").json["total"]
+
+
+def test_a_dry_run_reports_every_problem_by_row_and_writes_nothing(
+    runner: CliRunner, client: FlaskClient, tmp_path: Path
+) -> None:
+    path = write(tmp_path, HEADER + GOOD + BAD + ALSO_GOOD)
+    result = runner.invoke(main, ["patients", "import", path, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "row 3: name: Field required unless family_name is given" in result.output
+    assert "row 3: phone:" in result.output
+    assert "would create 2 of 3 patients" in result.output
+    assert total(client) == 0
+
+
+def test_one_invalid_row_stops_the_whole_import(
+    runner: CliRunner, client: FlaskClient, tmp_path: Path
+) -> None:
+    path = write(tmp_path, HEADER + GOOD + BAD)
+    result = runner.invoke(main, ["patients", "import", path])
+    assert result.exit_code == 1
+    assert "nothing written" in result.output
+    assert total(client) == 0
+
+
+def test_skip_invalid_creates_the_valid_rows_audited(
+    runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    path = write(tmp_path, HEADER + GOOD + BAD + ALSO_GOOD)
+    result = runner.invoke(main, ["patients", "import", path, "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "created 2 of 3 patients" in result.output
+    patients = client.get("/patients").json["items"]
+    assert [p["name"] for p in patients] == ["Asha Verma", "Chidi Okafor"]
+    assert patients[0]["identifiers"] == [{"system": "urn:nhs", "value": "1"}]
+    created = audit_rows(db, action="patient.create")
+    assert [(row["patient_id"], row["detail"]) for row in created] == [
+        (patients[0]["id"], "import"), (patients[1]["id"], "import"),
+    ]  # fmt: skip
+
+
+def test_identifiers_held_by_a_patient_or_another_row_are_problems(
+    runner: CliRunner, client: FlaskClient, tmp_path: Path
+) -> None:
+    holder = new_patient(client, identifiers=[{"system": "urn:nhs", "value": "1"}])
+    twice = GOOD.replace("urn:nhs|1", "urn:nhs|2")
+    path = write(tmp_path, HEADER + GOOD + twice + twice)
+    result = runner.invoke(main, ["patients", "import", path, "--dry-run"])
+    assert f"row 2: identifiers: patient {holder['id']} already has urn:nhs|1" in result.output
+    assert "row 4: identifiers: row 3 has urn:nhs|2 too" in result.output
+    assert "would create 1 of 3" in result.output
+
+
+def test_likely_duplicates_of_patients_on_record_are_not_created_unless_confirmed(
+    runner: CliRunner, client: FlaskClient, tmp_path: Path
+) -> None:
+    on_record = new_patient(client, date_of_birth="1990-02-28", age=None, phone="020 7946 0958")
+    path = write(tmp_path, HEADER + GOOD.replace("urn:nhs|1", "") + ALSO_GOOD)
+    result = runner.invoke(main, ["patients", "import", path, "--skip-invalid"])
+    assert f"row 2: possible duplicate of patient {on_record['id']} (Asha Verma" in result.output
+    assert "created 1 of 2" in result.output
+    result = runner.invoke(main, ["patients", "import", path, "--confirm-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert total(client) == 4
+
+
+def test_unknown_columns_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+    path = write(tmp_path, "name,shoe_size\nA B,9\n")
+    result = runner.invoke(main, ["patients", "import", path])
+    assert result.exit_code == 2
+    assert "unknown columns: shoe_size" in result.output
+
+
+def test_a_file_that_is_not_utf8_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("name,age\nJosé Núñez,40\n".encode("latin-1"))
+    result = runner.invoke(main, ["patients", "import", str(path)])
+    assert result.exit_code == 2
+    assert "codec can't decode" in result.output
+
+
+def test_ndjson_lines_are_checked_as_fhir(runner: CliRunner, tmp_path: Path) -> None:
+    lines = '{"resourceType": "Patient", "birthDate": "1970"}\nnot json\n'
+    path = write(tmp_path, lines, "patients.ndjson")
+    result = runner.invoke(main, ["patients", "import", path, "--dry-run"])
+    assert "row 1: name: Field required" in result.output
+    assert "row 2: line: not JSON" in result.output
+
+
+WRITABLE = ("name", "family_name", "given_names", "age", "disease", "gender", "date_of_birth",
+            "phone", "email", "address_lines", "city", "postal_code", "country", "identifiers",
+            "notes")  # fmt: skip
+
+
+def comparable(db: Database) -> list[dict[str, Any]]:
+    """Every patient's writable fields, read as the operator (the test empties the users)."""
+    items = list_patients(db, Actor.operator(), PatientQuery(limit=500))["items"]
+    return [{name: item[name] for name in WRITABLE} for item in items]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_export_then_import_into_an_empty_database_loses_nothing(
+    fmt: str, runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    confirmed_patient(client, disease="=1+1", phone="+1 555 0100", notes="Line one\nline two")
+    confirmed_patient(
+        client, name="Zoë Ångström", date_of_birth="1990-02-28", age=None, gender="female",
+        address_lines="1 High St\nFlat 2", city="Leeds", postal_code="LS1", country="GB",
+        identifiers=[{"system": "urn:a", "value": "-7"}, {"system": "urn:b", "value": "@x"}],
+        email="zoe@example.org", notes="'quoted",
+    )  # fmt: skip
+    confirmed_patient(client, family_name="Solo", given_names=None, name=None, age=0)
+    before = comparable(db)
+    exported = runner.invoke(main, ["patients", "export", "--format", fmt])
+    path = write(tmp_path, exported.output, f"out.{fmt}")
+    empty_all_tables(db.engine)
+    result = runner.invoke(main, ["patients", "import", path])
+    assert result.exit_code == 0, result.output
+    assert comparable(db) == before
+
+
+def test_the_csv_header_is_documented() -> None:
+    documented = Path(__file__).parents[2] / "docs" / "fhir.md"
+    assert ",".join(tabular.HEADER) in documented.read_text()

@@ -1,0 +1,133 @@
+"""Merging one record into another, field by field, and an admin's undo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import delete
+
+from healthcare.db.database import Database
+from healthcare.db.models import patient_versions
+from tests.conftest import audit_rows, new_patient
+
+CONFIRM = "?confirm_not_duplicate=true"
+
+
+@pytest.fixture
+def pair(client: FlaskClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    survivor = new_patient(
+        client, name="Asha Verma", date_of_birth="1990-03-04", age=None, phone="555 0101",
+        identifiers=[{"system": "nhs", "value": "1"}],
+    )  # fmt: skip
+    body = {
+        "name": "Asha Vrema",
+        "date_of_birth": "1990-03-04",
+        "phone": "555 0199",
+        "email": "asha@example.org",
+        "identifiers": [{"system": "other", "value": "A7"}],
+    }
+    response = client.post(f"/patients{CONFIRM}", json=body)
+    assert response.status_code == 201
+    return survivor, response.json
+
+
+def _merge(client: FlaskClient, target: dict, source: dict, *fields: str) -> Any:
+    body = {"source_id": source["id"], "source_version": source["version"],
+            "target_version": target["version"], "take_from_source": list(fields)}  # fmt: skip
+    return client.post(f"/patients/{target['id']}/merge", json=body)
+
+
+def test_merge_takes_the_chosen_fields_and_both_sets_of_identifiers(
+    client: FlaskClient, db: Database, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    response = _merge(client, survivor, source, "phone", "email")
+    assert response.status_code == 200
+    merged = response.json
+    assert (merged["name"], merged["phone"], merged["email"]) == (
+        "Asha Verma", "555 0199", "asha@example.org",
+    )  # fmt: skip
+    assert merged["identifiers"] == [
+        {"system": "nhs", "value": "1"}, {"system": "other", "value": "A7"},
+    ]  # fmt: skip
+    assert client.get("/patients?identifier=other|A7").json["items"][0]["id"] == survivor["id"]
+    closed = client.get(f"/patients/{source['id']}")
+    assert closed.status_code == 200
+    assert closed.json["merged_into"] == survivor["id"]
+    assert closed.headers["Link"] == f'</patients/{survivor["id"]}>; rel="replaced-by"'
+    assert source["id"] not in {p["id"] for p in client.get("/patients").json["items"]}
+    [row] = audit_rows(db, action="patient.merge")
+    assert row["patient_id"] == survivor["id"]
+    assert row["detail"] == f"merged {source['id']} into {survivor['id']}"
+    history = client.get(f"/patients/{source['id']}/history").json["items"]
+    assert history[0]["action"] == "patient.merge"
+
+
+def test_merge_refuses_stale_versions_of_either_record(
+    client: FlaskClient, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    client.patch(f"/patients/{source['id']}", json={"notes": "changed meanwhile"})
+    assert _merge(client, survivor, source).status_code == 412
+    source = client.get(f"/patients/{source['id']}").json
+    client.patch(f"/patients/{survivor['id']}", json={"notes": "changed meanwhile"})
+    assert _merge(client, survivor, source).status_code == 412
+
+
+def test_merge_refuses_itself_unknown_and_viewers(
+    client_as: Callable[[str], FlaskClient], pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    clinician = client_as("clinician")
+    assert _merge(clinician, survivor, survivor).status_code == 409
+    assert _merge(clinician, survivor, {**source, "id": 999999}).status_code == 404
+    assert _merge(client_as("viewer"), survivor, source).status_code == 403
+    bad = {"source_id": source["id"], "source_version": 1, "target_version": 1,
+           "take_from_source": ["mrn"]}  # fmt: skip
+    assert clinician.post(f"/patients/{survivor['id']}/merge", json=bad).status_code == 422
+
+
+def test_an_admin_undoes_a_merge(
+    client_as: Callable[[str], FlaskClient], db: Database, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    clinician, admin = client_as("clinician"), client_as("admin")
+    assert _merge(clinician, survivor, source, "phone").status_code == 200
+    assert clinician.post(f"/patients/{source['id']}/unmerge").status_code == 403
+    assert clinician.post(f"/patients/{source['id']}/restore").status_code == 409
+    undone = admin.post(f"/patients/{source['id']}/unmerge")
+    assert undone.status_code == 200
+    assert undone.json["merged_into"] is None
+    assert undone.json["identifiers"] == [{"system": "other", "value": "A7"}]
+    back = admin.get(f"/patients/{survivor['id']}").json
+    assert (back["phone"], back["identifiers"]) == ("555 0101", [{"system": "nhs", "value": "1"}])
+    assert admin.get("/patients?identifier=other|A7").json["items"][0]["id"] == source["id"]
+    assert len(audit_rows(db, action="patient.unmerge")) == 1
+    assert admin.post(f"/patients/{source['id']}/unmerge").status_code == 409
+
+
+def test_undo_is_refused_once_the_survivor_has_changed(
+    client: FlaskClient, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    assert _merge(client, survivor, source).status_code == 200
+    client.patch(f"/patients/{survivor['id']}", json={"notes": "seen today"})
+    response = client.post(f"/patients/{source['id']}/unmerge")
+    assert response.status_code == 409
+    assert "changed since the merge" in response.json["detail"]
+
+
+def test_undo_needs_the_versions_from_before_the_merge(
+    client: FlaskClient, db: Database, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    assert _merge(client, survivor, source).status_code == 200
+    with db.engine.begin() as conn:  # as for a record whose history began at the merge
+        conn.execute(delete(patient_versions).where(patient_versions.c.version == 1))
+    response = client.post(f"/patients/{source['id']}/unmerge")
+    assert response.status_code == 409
+    assert "no version 1" in response.json["detail"]
+    assert client.get(f"/patients/{source['id']}").json["merged_into"] == survivor["id"]
