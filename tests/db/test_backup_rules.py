@@ -283,3 +283,25 @@ def test_a_pg_dump_of_another_database_is_not_a_backup(pg_tools: None, tmp_path:
         backup.backup(foreign, tmp_path)
     foreign.dispose()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pg_backup_tells_the_last_audit_row_it_holds(pg_database: Engine, tmp_path: Path) -> None:
+    """What restore compares with the last checkpoint: the chain head inside the dump."""
+    fresh = backup.backup(pg_database, tmp_path / "fresh")
+    assert backup.audit_head(pg_database, fresh) == 0
+    with pg_database.begin() as conn:
+        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
+    chained = backup.backup(pg_database, tmp_path / "chained")
+    assert backup.audit_head(pg_database, chained) == 41
+    with pg_database.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain"))
+    unchained = backup.backup(pg_database, tmp_path / "unchained")
+    assert backup.audit_head(pg_database, unchained) == 0
+
+
+@pytest.mark.usefixtures("pg_tools")
+def test_a_pg_backup_whose_chain_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.dump"
+    path.write_bytes(b"PGDMP" + b"\0" * 200)
+    with pytest.raises(backup.BackupError, match=r"garbage.dump: cannot read its audit chain: \S"):
+        backup.audit_head(create_engine(PG_ENGINE_URL), path)
