@@ -201,6 +201,28 @@ def test_no_page_cached_before_a_restore_is_served_after_it(
     assert [p["name"] for p in page["items"]] == ["Kept", "Restored Timeline"]
 
 
+def test_a_sqlite_backup_tells_the_last_audit_row_it_holds(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    """What restore compares with the last checkpoint: the chain head inside the file."""
+    fresh = backup.backup(own_engine, tmp_path / "fresh")
+    assert backup.audit_head(own_engine, fresh) == 0
+    with own_engine.begin() as conn:
+        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
+    chained = backup.backup(own_engine, tmp_path / "chained")
+    assert backup.audit_head(own_engine, chained) == 41
+    with own_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain"))
+    unchained = backup.backup(own_engine, tmp_path / "unchained")
+    assert backup.audit_head(own_engine, unchained) == 0
+
+
+def test_a_sqlite_file_from_before_the_audit_trail_has_head_zero(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    assert backup.audit_head(own_engine, _sqlite_file(tmp_path / "old.db", "patients")) == 0
+
+
 # PostgreSQL's side without a server: the tools are called, and their failures reported.
 PG_ENGINE_URL = "postgresql+psycopg://clinic:s3cret@127.0.0.1:1/records"
 
