@@ -247,3 +247,27 @@ def test_a_viewers_changes_are_refused_and_audited_as_such(
         service.delete_patient(db, viewer, pid)
     denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
     assert denied == [("patient.create", None), ("patient.update", pid), ("patient.delete", pid)]
+
+
+def test_history_is_read_like_the_record_refused_and_audited_alike(
+    db: Database, admin_actor: Actor, accounts: dict[str, Account]
+) -> None:
+    pid = _new(db, admin_actor)["id"]
+    nobody, clinician = Actor(None, None, None), accounts["clinician"].actor()
+    with pytest.raises(Forbidden):
+        service.patient_history(db, nobody, pid)
+    with pytest.raises(Forbidden):
+        service.patient_version(db, nobody, pid, 1)
+    denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
+    assert denied == [("patient.read", pid), ("patient.read", pid)]
+    assert [v["version"] for v in service.patient_history(db, clinician, pid)["items"]] == [1]
+    assert service.patient_version(db, clinician, pid, 1)["version"] == 1
+    with pytest.raises(NotFound, match=rf"^Patient {pid} has no version 2\.$"):
+        service.patient_version(db, clinician, pid, 2)
+    reads = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="patient.read")]
+    assert reads[-3:] == [("history", pid), ("history version 1", pid), ("history version 2", pid)]
+    service.delete_patient(db, admin_actor, pid)
+    for read in (service.patient_history, lambda *a: service.patient_version(*a, 1)):
+        with pytest.raises(NotFound, match=rf"^No patient with id {pid}\.$"):
+            read(db, clinician, pid)
+        assert read(db, admin_actor, pid)
