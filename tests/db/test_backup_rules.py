@@ -201,20 +201,22 @@ def test_no_page_cached_before_a_restore_is_served_after_it(
     assert [p["name"] for p in page["items"]] == ["Kept", "Restored Timeline"]
 
 
+def _backups_tell_their_audit_head(engine: Engine, folder: Path) -> None:
+    """What restore compares with the last checkpoint: the chain head inside the backup, 0
+    for a chain that has not begun."""
+    assert backup.audit_head(engine, backup.backup(engine, folder / "fresh")) == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
+    assert backup.audit_head(engine, backup.backup(engine, folder / "chained")) == 41
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain"))
+    assert backup.audit_head(engine, backup.backup(engine, folder / "unchained")) == 0
+
+
 def test_a_sqlite_backup_tells_the_last_audit_row_it_holds(
     own_engine: Engine, tmp_path: Path
 ) -> None:
-    """What restore compares with the last checkpoint: the chain head inside the file."""
-    fresh = backup.backup(own_engine, tmp_path / "fresh")
-    assert backup.audit_head(own_engine, fresh) == 0
-    with own_engine.begin() as conn:
-        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
-    chained = backup.backup(own_engine, tmp_path / "chained")
-    assert backup.audit_head(own_engine, chained) == 41
-    with own_engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_chain"))
-    unchained = backup.backup(own_engine, tmp_path / "unchained")
-    assert backup.audit_head(own_engine, unchained) == 0
+    _backups_tell_their_audit_head(own_engine, tmp_path)
 
 
 def test_a_sqlite_file_from_before_the_audit_trail_has_head_zero(
@@ -265,6 +267,8 @@ def test_a_file_that_is_not_a_pg_dump_archive_is_refused(tmp_path: Path) -> None
     path.write_bytes(b"PGDMP" + b"\0" * 200)
     with pytest.raises(backup.BackupError, match=r"is not a readable pg_dump archive: \S"):
         backup.verify(create_engine(PG_ENGINE_URL), path)
+    with pytest.raises(backup.BackupError, match=r"garbage.dump: cannot read its audit chain: \S"):
+        backup.audit_head(create_engine(PG_ENGINE_URL), path)
 
 
 def test_pg_backups_are_dump_files_and_sqlite_ones_db_files(own_engine: Engine) -> None:
@@ -308,22 +312,4 @@ def test_a_pg_dump_of_another_database_is_not_a_backup(pg_tools: None, tmp_path:
 
 
 def test_a_pg_backup_tells_the_last_audit_row_it_holds(pg_database: Engine, tmp_path: Path) -> None:
-    """What restore compares with the last checkpoint: the chain head inside the dump."""
-    fresh = backup.backup(pg_database, tmp_path / "fresh")
-    assert backup.audit_head(pg_database, fresh) == 0
-    with pg_database.begin() as conn:
-        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
-    chained = backup.backup(pg_database, tmp_path / "chained")
-    assert backup.audit_head(pg_database, chained) == 41
-    with pg_database.begin() as conn:
-        conn.execute(text("DELETE FROM audit_chain"))
-    unchained = backup.backup(pg_database, tmp_path / "unchained")
-    assert backup.audit_head(pg_database, unchained) == 0
-
-
-@pytest.mark.usefixtures("pg_tools")
-def test_a_pg_backup_whose_chain_cannot_be_read_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "garbage.dump"
-    path.write_bytes(b"PGDMP" + b"\0" * 200)
-    with pytest.raises(backup.BackupError, match=r"garbage.dump: cannot read its audit chain: \S"):
-        backup.audit_head(create_engine(PG_ENGINE_URL), path)
+    _backups_tell_their_audit_head(pg_database, tmp_path)
