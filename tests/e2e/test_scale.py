@@ -379,8 +379,8 @@ def test_kill_one_replica_and_stop_another_under_load(stack: Stack) -> None:
     assert sum(tally.answered.values()) > 500
     # Reads are retried on another replica: none fails. A write fails only if it was in
     # flight on the killed replica: at most one per client.
-    assert tally.failed["GET"] == 0, stack.trouble()
-    assert tally.failed["POST"] + tally.failed["PATCH"] <= CLIENTS, stack.trouble()
+    assert tally.failed["GET"] == 0, f"{dict(tally.failures)}\n{stack.trouble()}"
+    assert tally.failed["POST"] + tally.failed["PATCH"] <= CLIENTS, f"{dict(tally.failures)}\n{stack.trouble()}"
     assert set(tally.created) <= stack.patients_named("Faults")
     certain = {i: age for i, age in tally.edited.items() if i not in tally.uncertain}
     assert _stored_ages(stack, list(certain)) == certain
@@ -402,6 +402,6 @@ def test_rolling_update_under_load_fails_no_request(stack: Stack) -> None:
     tally = _under_load(stack, "Rolling", roll)
     print(f"\nanswered {dict(tally.answered)}, failed {dict(tally.failures)}")
     assert not before & set(stack.replicas()), "every replica was replaced"
-    assert sum(tally.failed.values()) == 0, stack.trouble()
+    assert sum(tally.failed.values()) == 0, f"{dict(tally.failures)}\n{stack.trouble()}"
     assert set(tally.created) <= stack.patients_named("Rolling")
     _audit_intact(stack)
