@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +29,7 @@ from healthcare.cli import main
 from healthcare.config import ConfigError, Settings
 from healthcare.db.database import Database
 from healthcare.db.models import audit_chain, audit_events, patients
-from tests.conftest import audit_guard_lifted, audit_rows, new_patient
+from tests.conftest import audit_guard_lifted, audit_rows, new_patient, wait_until
 
 
 @pytest.fixture
@@ -288,20 +287,15 @@ def test_a_started_checkpointer_writes_on_its_interval_and_when_stopped(
     ticking.start()
     try:
         new_patient(client)
-        _wait_for(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 1)
+        wait_until(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 1, timeout=10,
+                   what="the first checkpoint")  # fmt: skip
         new_patient(client)
-        _wait_for(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 2)
+        wait_until(lambda: len(read_checkpoints(ticking.sink, ticking.key)) == 2, timeout=10,
+                   what="the second checkpoint")  # fmt: skip
     finally:
         ticking.stop()
     last = read_checkpoints(ticking.sink, ticking.key)[-1]
     assert last.last_id == 2
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_another_key_is_named_not_taken_for_tampering(

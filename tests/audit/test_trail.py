@@ -348,3 +348,14 @@ def test_listings_and_searches_show_in_the_access_log_of_each_patient_they_retur
     ]
     other_log = admin.get(f"/patients/{unseen}/access-log").json["items"]
     assert [e["action"] for e in other_log] == ["patient.create"]
+
+
+def test_a_listing_of_deleted_patients_shows_in_each_ones_access_log(
+    client_as: Callable[[str], FlaskClient],
+) -> None:
+    clinician, admin = client_as("clinician"), client_as("admin")
+    pid = new_patient(clinician, name="Deleted Person")["id"]
+    assert clinician.delete(f"/patients/{pid}").status_code == 204
+    assert admin.get("/patients/deleted").json["total"] == 1
+    log = admin.get(f"/patients/{pid}/access-log").json["items"]
+    assert (log[0]["username"], log[0]["action"]) == ("admin", "patient.list")

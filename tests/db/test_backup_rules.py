@@ -201,6 +201,30 @@ def test_no_page_cached_before_a_restore_is_served_after_it(
     assert [p["name"] for p in page["items"]] == ["Kept", "Restored Timeline"]
 
 
+def _backups_tell_their_audit_head(engine: Engine, folder: Path) -> None:
+    """What restore compares with the last checkpoint: the chain head inside the backup, 0
+    for a chain that has not begun."""
+    assert backup.audit_head(engine, backup.backup(engine, folder / "fresh")) == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_chain SET last_id = 41"))
+    assert backup.audit_head(engine, backup.backup(engine, folder / "chained")) == 41
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain"))
+    assert backup.audit_head(engine, backup.backup(engine, folder / "unchained")) == 0
+
+
+def test_a_sqlite_backup_tells_the_last_audit_row_it_holds(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    _backups_tell_their_audit_head(own_engine, tmp_path)
+
+
+def test_a_sqlite_file_from_before_the_audit_trail_has_head_zero(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    assert backup.audit_head(own_engine, _sqlite_file(tmp_path / "old.db", "patients")) == 0
+
+
 # PostgreSQL's side without a server: the tools are called, and their failures reported.
 PG_ENGINE_URL = "postgresql+psycopg://clinic:s3cret@127.0.0.1:1/records"
 
@@ -243,6 +267,8 @@ def test_a_file_that_is_not_a_pg_dump_archive_is_refused(tmp_path: Path) -> None
     path.write_bytes(b"PGDMP" + b"\0" * 200)
     with pytest.raises(backup.BackupError, match=r"is not a readable pg_dump archive: \S"):
         backup.verify(create_engine(PG_ENGINE_URL), path)
+    with pytest.raises(backup.BackupError, match=r"garbage.dump: cannot read its audit chain: \S"):
+        backup.audit_head(create_engine(PG_ENGINE_URL), path)
 
 
 def test_pg_backups_are_dump_files_and_sqlite_ones_db_files(own_engine: Engine) -> None:
@@ -283,3 +309,7 @@ def test_a_pg_dump_of_another_database_is_not_a_backup(pg_tools: None, tmp_path:
         backup.backup(foreign, tmp_path)
     foreign.dispose()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pg_backup_tells_the_last_audit_row_it_holds(pg_database: Engine, tmp_path: Path) -> None:
+    _backups_tell_their_audit_head(pg_database, tmp_path)

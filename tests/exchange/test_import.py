@@ -13,6 +13,7 @@ from healthcare.auth.access import Actor
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.exchange import tabular
+from healthcare.patients.identifiers import mrn_for
 from healthcare.patients.schemas import PatientQuery
 from healthcare.patients.service import list_patients
 from tests.conftest import audit_rows, empty_all_tables, new_patient
@@ -155,3 +156,31 @@ def test_export_then_import_into_an_empty_database_loses_nothing(
 def test_the_csv_header_is_documented() -> None:
     documented = Path(__file__).parents[2] / "docs" / "fhir.md"
     assert ",".join(tabular.HEADER) in documented.read_text()
+
+
+def test_imported_patients_are_stored_as_one_created_alone(
+    runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    """The batch path keeps every promise of a single create: version 1, its own record
+    number, identifiers that search finds, history, and the audit row naming the fields."""
+    path = write(tmp_path, HEADER + GOOD + ALSO_GOOD)
+    assert runner.invoke(main, ["patients", "import", path]).exit_code == 0
+    imported = client.get("/patients").json["items"]
+    assert [p["version"] for p in imported] == [1, 1]
+    assert [p["mrn"] for p in imported] == [mrn_for(p["id"], db.mrn_prefix) for p in imported]
+    found = client.get("/patients", query_string={"identifier": "urn:nhs|1"}).json["items"]
+    assert [p["id"] for p in found] == [imported[0]["id"]]
+    history = client.get(f"/patients/{imported[1]['id']}/history").json["items"]
+    assert [(v["version"], v["action"]) for v in history] == [(1, "patient.create")]
+    first = client.get(f"/patients/{imported[1]['id']}/history/1").json["values"]
+    assert (first["family_name"], first["mrn"]) == ("Okafor", imported[1]["mrn"])
+    alone = {"name": "Asha Verma", "date_of_birth": "1990-02-28", "age": None, "gender": "female",
+             "phone": "+44 20 7946 0958", "email": "asha@example.org",
+             "identifiers": [{"system": "urn:nhs", "value": "2"}]}  # fmt: skip
+    also = {"family_name": "Okafor", "given_names": "Chidi", "age": 40, "gender": "male"}
+    made = [
+        client.post("/patients", query_string={"confirm_not_duplicate": "true"}, json=body).json
+        for body in (alone, also)
+    ]
+    created = {row["patient_id"]: row["fields"] for row in audit_rows(db, action="patient.create")}
+    assert [created[p["id"]] for p in imported] == [created[p["id"]] for p in made]

@@ -131,3 +131,56 @@ def test_undo_needs_the_versions_from_before_the_merge(
     assert response.status_code == 409
     assert "no version 1" in response.json["detail"]
     assert client.get(f"/patients/{source['id']}").json["merged_into"] == survivor["id"]
+
+
+def test_refused_merges_and_undos_say_why_and_are_audited_with_their_records(
+    client_as: Callable[[str], FlaskClient], db: Database, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    clinician = client_as("clinician")
+    itself = _merge(clinician, survivor, survivor)
+    assert itself.json["detail"] == "A patient cannot be merged into itself."
+    assert _merge(client_as("viewer"), survivor, source).status_code == 403
+    assert clinician.post(f"/patients/{source['id']}/unmerge").status_code == 403
+    denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
+    assert denied == [("patient.merge", survivor["id"]), ("patient.unmerge", source["id"])]
+    unmerged = client_as("admin").post(f"/patients/{source['id']}/unmerge")
+    assert unmerged.json["detail"] == f"Patient {source['id']} is not merged."
+
+
+def test_merge_and_undo_go_ahead_beside_a_third_lookalike_and_are_audited(
+    client_as: Callable[[str], FlaskClient], db: Database, pair: tuple[dict, dict]
+) -> None:
+    """Merging is how duplicates are resolved: a third record like them must not stop it."""
+    survivor, source = pair
+    admin = client_as("admin")
+    third = {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "555 0101"}
+    assert admin.post(f"/patients{CONFIRM}", json=third).status_code == 201
+    assert _merge(admin, survivor, source, "phone").status_code == 200
+    undone = admin.post(f"/patients/{source['id']}/unmerge")
+    assert undone.status_code == 200, undone.json
+    assert undone.json["version"] == source["version"] + 2  # closed, then reopened
+    [row] = audit_rows(db, action="patient.unmerge")
+    assert (row["patient_id"], row["detail"]) == (
+        source["id"], f"unmerged {source['id']} from {survivor['id']}",
+    )  # fmt: skip
+
+
+def test_chosen_fields_come_from_the_source_even_when_it_has_none(
+    client: FlaskClient, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    merged = _merge(client, source, survivor, "email", "date_of_birth").json
+    assert merged["email"] is None  # the survivor had none: chosen, so emptied
+    plain = new_patient(client, name="Ravi Kumar", age=51)
+    other = client.post(f"/patients{CONFIRM}", json={"name": "Ravi Kumaar", "age": 52}).json
+    kept = _merge(client, plain, other, "name").json
+    assert (kept["name"], kept["age"], kept["identifiers"]) == ("Ravi Kumaar", 51, [])
+
+
+def test_a_birth_date_taken_from_the_source_brings_its_age(client: FlaskClient) -> None:
+    target = new_patient(client, name="Lena Ross", date_of_birth="1990-03-04", age=None)
+    body = {"name": "Lena Ross", "date_of_birth": "1960-03-04", "phone": "555 0300"}
+    source = client.post(f"/patients{CONFIRM}", json=body).json
+    merged = _merge(client, target, source, "date_of_birth").json
+    assert (merged["date_of_birth"], merged["age"]) == ("1960-03-04", source["age"])

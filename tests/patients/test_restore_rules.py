@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
+from healthcare.clock import utc_now
 from healthcare.db.database import Database
+from healthcare.db.models import patients
 from healthcare.patients.service import OWN_DELETE_RESTORE_WINDOW
 from tests.conftest import Account, FakeClock, audit_rows, new_patient
 
@@ -60,3 +63,15 @@ def test_a_clinician_may_not_restore_after_a_restore_and_delete_by_another(
 def test_a_viewer_may_not_restore_at_all(client_as: Callable[[str], FlaskClient]) -> None:
     pid = _deleted_by(client_as("admin"), client_as("admin"))
     assert client_as("viewer").post(f"/patients/{pid}/restore").status_code == 403
+
+
+def test_a_delete_the_trail_does_not_show_is_an_admins_to_undo(
+    client_as: Callable[[str], FlaskClient], db: Database
+) -> None:
+    """Deleted outside the service (no audit row says by whom): no clinician's undo."""
+    clinician = client_as("clinician")
+    pid = new_patient(clinician)["id"]
+    with db.engine.begin() as conn:
+        conn.execute(update(patients).where(patients.c.id == pid).values(deleted_at=utc_now()))
+    assert clinician.post(f"/patients/{pid}/restore").status_code == 403
+    assert client_as("admin").post(f"/patients/{pid}/restore").status_code == 200

@@ -13,7 +13,13 @@ from healthcare.db.database import Database
 from healthcare.db.models import patients
 from healthcare.errors import Conflict, Deleted, Forbidden, NotFound, VersionMismatch
 from healthcare.patients import service
-from healthcare.patients.schemas import PageQuery, PatientIn, PatientPatch, PatientQuery
+from healthcare.patients.schemas import (
+    MergeRequest,
+    PageQuery,
+    PatientIn,
+    PatientPatch,
+    PatientQuery,
+)
 from tests.conftest import Account, FakeClock, audit_rows
 
 CREATED = datetime(2026, 3, 1, 8, 0, 0, 5, tzinfo=UTC)
@@ -247,3 +253,71 @@ def test_a_viewers_changes_are_refused_and_audited_as_such(
         service.delete_patient(db, viewer, pid)
     denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
     assert denied == [("patient.create", None), ("patient.update", pid), ("patient.delete", pid)]
+
+
+def test_history_is_read_like_the_record_refused_and_audited_alike(
+    db: Database, admin_actor: Actor, accounts: dict[str, Account]
+) -> None:
+    pid = _new(db, admin_actor)["id"]
+    nobody, clinician = Actor(None, None, None), accounts["clinician"].actor()
+    with pytest.raises(Forbidden):
+        service.patient_history(db, nobody, pid)
+    with pytest.raises(Forbidden):
+        service.patient_version(db, nobody, pid, 1)
+    denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
+    assert denied == [("patient.read", pid), ("patient.read", pid)]
+    assert [v["version"] for v in service.patient_history(db, clinician, pid)["items"]] == [1]
+    assert service.patient_version(db, clinician, pid, 1)["version"] == 1
+    with pytest.raises(NotFound, match=rf"^Patient {pid} has no version 2\.$"):
+        service.patient_version(db, clinician, pid, 2)
+    reads = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="patient.read")]
+    assert reads[-3:] == [("history", pid), ("history version 1", pid), ("history version 2", pid)]
+    service.delete_patient(db, admin_actor, pid)
+    for read in (service.patient_history, lambda *a: service.patient_version(*a, 1)):
+        with pytest.raises(NotFound, match=rf"^No patient with id {pid}\.$"):
+            read(db, clinician, pid)
+        assert read(db, admin_actor, pid)
+
+
+REFUSED_TO = {  # an entry point, the role it is refused to, and what the denial records
+    "restore": (lambda db, actor, pid: service.restore_patient(db, actor, pid), "viewer",
+                "patient.restore", True),
+    "purge": (lambda db, actor, pid: service.purge_patient(db, actor, pid), "clinician",
+              "patient.purge", True),
+    "list deleted": (lambda db, actor, pid: service.list_deleted(db, actor, PageQuery()),
+                     "clinician", "patient.list", False),
+    "who might this be": (lambda db, actor, pid: service.find_matches(db, actor, {"name": "A"}),
+                          None, "patient.match", False),
+    "read": (lambda db, actor, pid: service.get_patient(db, actor, pid), None, "patient.read",
+             True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", sorted(REFUSED_TO))
+def test_each_entry_point_is_refused_without_its_right_and_audited_with_its_record(
+    db: Database, admin_actor: Actor, accounts: dict[str, Account], entry: str
+) -> None:
+    call, role, action, names_the_record = REFUSED_TO[entry]
+    pid = _new(db, admin_actor)["id"]
+    service.delete_patient(db, admin_actor, pid)
+    actor = accounts[role].actor() if role else Actor(None, None, None)
+    with pytest.raises(Forbidden):
+        call(db, actor, pid)
+    denied = [(row["detail"], row["patient_id"]) for row in audit_rows(db, action="access.denied")]
+    assert denied == [(action, pid if names_the_record else None)]
+
+
+def test_a_merged_patient_is_not_restored_but_its_merge_undone(
+    db: Database, admin_actor: Actor
+) -> None:
+    target, source = _new(db, admin_actor), _new(db, admin_actor, name="Asha Vrema")
+    request = MergeRequest(source_id=source["id"], source_version=1, target_version=1,
+                           take_from_source=[])  # fmt: skip
+    service.merge_patients(db, admin_actor, target["id"], request)
+    with pytest.raises(Conflict, match=r"was merged; an admin can undo the merge\.$"):
+        service.restore_patient(db, admin_actor, source["id"])
+
+
+def test_purging_an_unknown_patient_names_it(db: Database, admin_actor: Actor) -> None:
+    with pytest.raises(NotFound, match=r"^No patient with id 424242\.$"):
+        service.purge_patient(db, admin_actor, 424242)
