@@ -184,3 +184,14 @@ def test_a_birth_date_taken_from_the_source_brings_its_age(client: FlaskClient) 
     source = client.post(f"/patients{CONFIRM}", json=body).json
     merged = _merge(client, target, source, "date_of_birth").json
     assert (merged["date_of_birth"], merged["age"]) == ("1960-03-04", source["age"])
+
+
+def test_a_birth_date_taken_by_a_record_known_only_by_age_replaces_the_age(
+    client: FlaskClient,
+) -> None:
+    target = new_patient(client, name="Omar Haddad", age=40)
+    body = {"name": "Omar Hadad", "date_of_birth": "1960-03-04", "phone": "555 0400"}
+    source = client.post(f"/patients{CONFIRM}", json=body).json
+    merged = _merge(client, target, source, "date_of_birth")
+    assert merged.status_code == 200, merged.json
+    assert (merged.json["date_of_birth"], merged.json["age"]) == ("1960-03-04", source["age"])

@@ -624,7 +624,7 @@ def _merged_fields(
             merged.pop(name, None)
     if "date_of_birth" in merged:
         merged.pop("age", None)
-    both = [*merged.get("identifiers", []), *theirs["identifiers"]]
+    both = [*merged["identifiers"], *theirs["identifiers"]]
     merged["identifiers"] = [dict(pair) for pair in dict.fromkeys(tuple(i.items()) for i in both)]
     return PatientIn.model_validate(merged)
 
