@@ -5,11 +5,13 @@ parameters for every value, so they compile once and run on the raw read path.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     FromClause,
@@ -17,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
-    or_,
     select,
     table,
     text,
@@ -244,48 +245,125 @@ def page_parameters(query: PageQuery) -> dict[str, Any]:
 
 
 CANDIDATE_COLUMNS = [
-    patients.c[name]
-    for name in (
-        "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key", "email",
-        "identifiers",
-    )
+    *(
+        patients.c[name]
+        for name in (
+            "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key",
+            "email", "identifiers", "name_key",
+        )
+    ),
+    func.lower(patients.c.email).label("email_key"),  # as the email block compares it
 ]  # fmt: skip
 MAX_BLOCK = 2_000
+BlockKey = tuple[str, Any]
 
 
-def duplicate_candidates(conn: Connection, wanted: Demographics) -> list[dict[str, Any]]:
-    """Patients (not deleted, not merged) sharing something exact with ``wanted``: the blocks
-    of duplicate detection, each an indexed lookup (see healthcare.patients.matching). The
-    blocks are a UNION, not an OR: SQLite uses the partial indexes only for whole queries."""
-    blocks: list[ColumnElement[bool]] = []
+def _blocked(condition: ColumnElement[bool]) -> Select:
+    return select(patients.c.id).where(active, condition)
+
+
+def _in(name: str) -> BindParameter[Any]:
+    return bindparam(name, expanding=True)
+
+
+# The blocks of many people in one statement: the values of each kind of block as a list.
+CANDIDATES = (
+    select(*CANDIDATE_COLUMNS)
+    .where(
+        patients.c.id.in_(
+            union(
+                _blocked(patients.c.date_of_birth.in_(_in("born"))),
+                _blocked(patients.c.phone_key.in_(_in("phone_key"))),
+                _blocked(func.lower(patients.c.email).in_(_in("email"))),
+                _blocked(patients.c.name_key.in_(_in("name_key"))),
+                select(patients.c.id).where(patients.c.id.in_(_in("holders"))),
+            ).scalar_subquery()
+        ),
+        active,
+        patients.c.merged_into.is_(None),
+    )
+)  # fmt: skip
+HOLDERS = select(
+    patient_identifiers.c.patient_id, patient_identifiers.c.system, patient_identifiers.c.value
+).where(
+    patient_identifiers.c.system.in_(_in("systems")), patient_identifiers.c.value.in_(_in("values"))
+)
+
+
+def block_keys(wanted: Demographics) -> list[BlockKey]:
+    """The blocks a person falls in, each as (kind, exact value): the birth date, the phone
+    key, the email (lower-cased), the phonetic name key, each identifier."""
+    keys: list[BlockKey] = []
     if wanted.born is not None:
-        blocks.append(patients.c.date_of_birth == wanted.born)
+        keys.append(("born", wanted.born))
     if wanted.phone_key:
-        blocks.append(patients.c.phone_key == wanted.phone_key)
+        keys.append(("phone_key", wanted.phone_key))
     if wanted.email:
-        blocks.append(func.lower(patients.c.email) == wanted.email)
+        keys.append(("email", wanted.email))
     key = name_key(wanted.family, wanted.given)
     if key:
-        blocks.append(patients.c.name_key == key)
-    ids = [select(patients.c.id).where(active, block) for block in blocks]
-    if wanted.identifiers:
-        ids.append(
-            select(patient_identifiers.c.patient_id).where(
-                or_(
-                    *(
-                        (patient_identifiers.c.system == system)
-                        & (patient_identifiers.c.value == value)
-                        for system, value in wanted.identifiers
-                    )
-                )
-            )
-        )
-    if not ids:
-        return []
-    statement = (
-        select(*CANDIDATE_COLUMNS)
-        .where(patients.c.id.in_(union(*ids).scalar_subquery()), active)
-        .where(patients.c.merged_into.is_(None))
-        .limit(MAX_BLOCK)
-    )
-    return [dict(row) for row in conn.execute(statement).mappings()]
+        keys.append(("name_key", key))
+    return keys + [("identifier", pair) for pair in wanted.identifiers]
+
+
+def duplicate_candidates(
+    conn: Connection, wanted: Sequence[Demographics]
+) -> list[list[dict[str, Any]]]:
+    """For each person, the patients (not deleted, not merged) sharing a block with them, in
+    id order, at most MAX_BLOCK: the first step of duplicate detection (see
+    healthcare.patients.matching). One statement for them all, each block an indexed lookup
+    (a UNION, not an OR: SQLite uses the partial indexes only for whole queries); who is in
+    which block is sorted out here, by the values the database compared."""
+    keys = [block_keys(person) for person in wanted]
+    holders = _identifier_holders(conn, {v for k in keys for kind, v in k if kind == "identifier"})
+    found = conn.execute(CANDIDATES, _parameters(keys, holders))
+    columns = list(found.keys())
+    rows = [dict(zip(columns, row, strict=True)) for row in found]
+    members: dict[BlockKey, set[int]] = {("identifier", pair): ids for pair, ids in holders.items()}
+    for row in rows:
+        for key in _keys_of(row):
+            members.setdefault(key, set()).add(row["id"])
+    by_id = {row["id"]: row for row in rows}
+    return [_block_rows(person, members, by_id) for person in keys]
+
+
+def _parameters(
+    keys: list[list[BlockKey]], holders: dict[tuple[str, str], set[int]]
+) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {"born": [], "phone_key": [], "email": [], "name_key": []}
+    for kind, value in {key for person in keys for key in person}:
+        if kind in params:
+            params[kind].append(value)
+    params["holders"] = sorted(set().union(*holders.values()))
+    return params
+
+
+def _keys_of(row: dict[str, Any]) -> list[BlockKey]:
+    """The blocks a candidate is in, by the values the database compared."""
+    return [
+        ("born", row["date_of_birth"]),
+        ("phone_key", row["phone_key"]),
+        ("email", row["email_key"]),
+        ("name_key", row["name_key"]),
+    ]
+
+
+def _block_rows(
+    keys: list[BlockKey], members: dict[BlockKey, set[int]], by_id: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    found = set().union(*(members.get(key, ()) for key in keys)) & by_id.keys()
+    return [by_id[pid] for pid in sorted(found)[:MAX_BLOCK]]
+
+
+def _identifier_holders(
+    conn: Connection, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], set[int]]:
+    """Who holds each of the identifiers (system, value)."""
+    if not pairs:
+        return {}
+    params = {"systems": sorted({s for s, _v in pairs}), "values": sorted({v for _s, v in pairs})}
+    held: dict[tuple[str, str], set[int]] = {}
+    for patient_id, system, value in conn.execute(HOLDERS, params):
+        if (system, value) in pairs:
+            held.setdefault((system, value), set()).add(patient_id)
+    return held

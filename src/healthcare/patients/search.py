@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=16_384)  # names repeat: an import or a duplicate check folds each many times
 def fold(text: str) -> str:
     """Lower-case, strip accents: 'Zoë Ångström' -> 'zoe angstrom'."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
