@@ -130,4 +130,4 @@ def test_a_listing_page_skips_rows_in_the_active_ids_index(db: Database) -> None
         else:
             conn.exec_driver_sql("SET enable_seqscan = off")
             plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN {sql}", arguments))
-    assert "ix_patients_active_id" in plan
+    assert "ix_patients_active_id" in plan, plan
