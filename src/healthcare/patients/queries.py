@@ -27,7 +27,7 @@ from sqlalchemy import (
 from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
-from healthcare.patients.matching import Demographics, name_key
+from healthcare.patients.matching import Demographics, name_key, within_a_slip
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import fold, search_words
 
@@ -270,8 +270,9 @@ def duplicate_candidates(conn: Connection, wanted: Demographics) -> list[dict[st
     if wanted.email:
         blocks.append(func.lower(patients.c.email) == wanted.email)
     key = name_key(wanted.family, wanted.given)
-    if key:
-        blocks.append(patients.c.name_key == key)
+    if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
+        slipped = patients.c.date_of_birth.in_(within_a_slip(wanted.born))
+        blocks.append((patients.c.name_key == key) & slipped)
     ids = [select(patients.c.id).where(active, block) for block in blocks]
     if wanted.identifiers:
         ids.append(
