@@ -13,7 +13,7 @@ from tests.e2e.conftest import docker, missing
 from tests.e2e.test_container import BASE_IMAGE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "deploy" / "aws" / "cloud-init.sh.tftpl"
+TEMPLATE = ROOT / "deploy" / "aws" / "modules" / "app-server" / "cloud-init.sh.tftpl"
 VALUES = {
     "repository_url": "https://git.example.org/clinic/healthcare.git",
     "repository_ref": "v0.1.0",

@@ -1,0 +1,78 @@
+variable "name" {
+  description = "Name of the instance role and profile."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,63}$", var.name))
+    error_message = "name must be 2-64 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "secrets_policy_name" {
+  description = "Name of the role's inline policy that reads the secrets."
+  type        = string
+  default     = "read-secrets"
+}
+
+variable "region" {
+  description = "AWS region of the secrets the bootstrap reads."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "The customer-managed KMS key of the secrets."
+  type        = string
+}
+
+variable "secret_key_arn" {
+  description = "The secret holding HEALTHCARE_SECRET_KEY; the first server to boot fills it in."
+  type        = string
+}
+
+variable "database" {
+  description = "PostgreSQL on RDS: its endpoint (host:port) and the RDS-managed secret with its credentials. Null: SQLite on the server."
+  type        = object({ endpoint = string, secret_arn = string })
+  default     = null
+}
+
+variable "data_volume_id" {
+  description = "The EBS volume the bootstrap formats (first time only) and mounts where the compose data volume lives. Empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "repository_url" {
+  description = "Git URL the server clones the service from."
+  type        = string
+}
+
+variable "repository_ref" {
+  description = "Git branch, tag or commit to deploy."
+  type        = string
+}
+
+variable "app_port" {
+  description = "Port the service listens on."
+  type        = number
+
+  validation {
+    condition     = var.app_port >= 1024 && var.app_port <= 65535
+    error_message = "app_port must be between 1024 and 65535."
+  }
+}
+
+variable "domain_name" {
+  description = "Caddy on the server terminates HTTPS for this name and the app port stays on 127.0.0.1. Empty: no Caddy, the app port is published."
+  type        = string
+  default     = ""
+}
+
+variable "trusted_proxies" {
+  description = "How many proxies in front of the app (Caddy, a load balancer) whose X-Forwarded-* headers are believed."
+  type        = number
+
+  validation {
+    condition     = contains([0, 1], var.trusted_proxies)
+    error_message = "trusted_proxies must be 0 or 1."
+  }
+}
