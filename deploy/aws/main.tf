@@ -6,6 +6,7 @@ locals {
   tls_enabled        = var.domain_name != ""
   public_ports       = local.tls_enabled ? [80, 443] : [var.app_port]
   data_volume_device = "/dev/sdf"
+  audit_log_group    = var.ship_audit_checkpoints ? "/${var.name}/audit-checkpoints" : ""
 }
 
 module "network" {
@@ -22,6 +23,7 @@ module "keys" {
   name               = var.name
   key_description    = "${var.name} volumes and secret key"
   secret_description = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the instance at first boot"
+  log_group_names    = compact([local.audit_log_group])
 }
 
 module "server" {
@@ -38,6 +40,9 @@ module "server" {
   app_port            = var.app_port
   domain_name         = var.domain_name
   trusted_proxies     = local.tls_enabled ? 1 : 0 # Caddy in front: believe its forwarded headers
+
+  audit_log_group_name     = local.audit_log_group
+  audit_log_retention_days = var.audit_log_retention_days
 }
 
 resource "aws_security_group" "service" {

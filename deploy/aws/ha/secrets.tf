@@ -8,4 +8,5 @@ module "keys" {
   name               = var.name
   key_description    = "${var.name} volumes, database and secrets"
   secret_description = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the first server at boot"
+  log_group_names    = compact([local.audit_log_group])
 }

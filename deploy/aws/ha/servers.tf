@@ -1,6 +1,10 @@
 # The app servers: a launch template (the same bootstrap as the single instance, without its
 # data volume) and an Auto Scaling group over every zone, health-checked by the load balancer.
 
+locals {
+  audit_log_group = var.ship_audit_checkpoints ? "/${var.name}/audit-checkpoints" : ""
+}
+
 module "server" {
   source = "../modules/app-server"
 
@@ -16,6 +20,9 @@ module "server" {
     endpoint   = aws_db_instance.db.endpoint
     secret_arn = aws_db_instance.db.master_user_secret[0].secret_arn
   }
+
+  audit_log_group_name     = local.audit_log_group
+  audit_log_retention_days = var.audit_log_retention_days
 }
 
 resource "aws_launch_template" "app" {

@@ -12,6 +12,9 @@ mock_provider "aws" {
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
   }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/healthcare/audit-checkpoints" }
+  }
   mock_resource "aws_db_instance" {
     defaults = {
       endpoint           = "healthcare-db.mock.eu-west-1.rds.amazonaws.com:5432"
@@ -54,6 +57,10 @@ mock_provider "aws" {
   }
   override_data {
     target = module.server.data.aws_iam_policy_document.read_secrets
+    values = { json = "{}" }
+  }
+  override_data {
+    target = module.server.data.aws_iam_policy_document.ship_audit_checkpoints
     values = { json = "{}" }
   }
   override_data {
@@ -248,6 +255,40 @@ run "one_server_is_refused" {
   }
 
   expect_failures = [var.instances]
+}
+
+run "audit_checkpoints_shipped_by_default" {
+  command = apply
+
+  assert {
+    condition     = output.audit_log_group_name == "/healthcare/audit-checkpoints" && module.server.audit_log_group.retention_in_days == 400
+    error_message = "the checkpoints go to their own log group, kept 400 days by default"
+  }
+  assert {
+    condition     = module.server.audit_log_group.kms_key_id == module.keys.kms_key_arn
+    error_message = "the shipped checkpoints are encrypted with the deployment's customer-managed key"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "\"file_path\":\"/var/lib/docker/volumes/healthcare_audit/_data/checkpoints.jsonl\",\"log_group_name\":\"/healthcare/audit-checkpoints\"")
+    error_message = "the bootstrap configures the CloudWatch agent to ship compose's checkpoint file to that group"
+  }
+}
+
+run "audit_checkpoints_not_shipped_when_turned_off" {
+  command = apply
+
+  variables {
+    ship_audit_checkpoints = false
+  }
+
+  assert {
+    condition     = output.audit_log_group_name == null && module.server.audit_log_group == null
+    error_message = "no log group"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "AUDIT_AGENT_CONFIG=''")
+    error_message = "no agent configuration"
+  }
 }
 
 run "bad_values_are_refused" {

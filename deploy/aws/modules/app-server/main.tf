@@ -1,5 +1,6 @@
 # What every app server runs with, on one instance or in an Auto Scaling group: Amazon Linux
-# 2023, an instance role (SSM Session Manager, the secrets it reads) and the bootstrap.
+# 2023, an instance role (SSM Session Manager, the secrets it reads), the bootstrap, and the
+# write-once copy of its audit checkpoints (audit-log.tf).
 
 locals {
   # compose.yaml's `data` volume of the `healthcare` project, as Docker keeps it on the host.
@@ -18,6 +19,7 @@ locals {
     trusted_proxies     = var.trusted_proxies
     database_secret_arn = var.database == null ? "" : var.database.secret_arn
     database_endpoint   = var.database == null ? "" : var.database.endpoint
+    audit_agent_config  = local.audit_agent_config
   })
 }
 

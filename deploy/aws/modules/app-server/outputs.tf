@@ -22,3 +22,8 @@ output "user_data" {
   description = "The bootstrap script (cloud-init.sh.tftpl), rendered; base64-encode it for a launch template."
   value       = local.user_data
 }
+
+output "audit_log_group" {
+  description = "The log group the audit checkpoints are shipped to (name, arn, retention_in_days, kms_key_id); null when they are not shipped."
+  value       = one(aws_cloudwatch_log_group.audit_checkpoints)
+}

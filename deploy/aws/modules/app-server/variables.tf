@@ -76,3 +76,25 @@ variable "trusted_proxies" {
     error_message = "trusted_proxies must be 0 or 1."
   }
 }
+
+variable "audit_log_group_name" {
+  description = "CloudWatch Logs group that the CloudWatch agent ships the app's audit checkpoints to, line by line. Empty: not shipped."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^$|^[A-Za-z0-9_./#-]{1,512}$", var.audit_log_group_name))
+    error_message = "audit_log_group_name must be a CloudWatch Logs group name: letters, digits and _ . / # - only."
+  }
+}
+
+variable "audit_log_retention_days" {
+  description = "How long CloudWatch Logs keeps the shipped checkpoints: at least a year (0: forever)."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = contains([0, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.audit_log_retention_days)
+    error_message = "audit_log_retention_days must be a CloudWatch Logs retention of at least a year: 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653, or 0 (forever)."
+  }
+}

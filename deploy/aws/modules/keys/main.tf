@@ -4,6 +4,15 @@
 
 data "aws_caller_identity" "current" {}
 
+data "aws_region" "current" {}
+
+locals {
+  log_group_arns = [
+    for name in var.log_group_names :
+    "arn:aws:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${name}"
+  ]
+}
+
 data "aws_iam_policy_document" "kms" {
   # checkov:skip=CKV_AWS_111: a key policy's "*" resource means this one key; this is AWS's default key policy, which delegates access to IAM
   # checkov:skip=CKV_AWS_356: as above, the resource of a key policy statement is always the key it is attached to
@@ -15,6 +24,26 @@ data "aws_iam_policy_document" "kms" {
     principals {
       type        = "AWS"
       identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  # CloudWatch Logs may use the key for the named log groups only.
+  dynamic "statement" {
+    for_each = length(local.log_group_arns) > 0 ? [local.log_group_arns] : []
+
+    content {
+      sid       = "CloudWatchLogsEncryptsTheNamedGroups"
+      actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+      resources = ["*"]
+      principals {
+        type        = "Service"
+        identifiers = ["logs.${data.aws_region.current.name}.amazonaws.com"]
+      }
+      condition {
+        test     = "ArnEquals"
+        variable = "kms:EncryptionContext:aws:logs:arn"
+        values   = statement.value
+      }
     }
   }
 }

@@ -17,3 +17,9 @@ variable "secret_description" {
   description = "Description of the secret that holds the application's secret key."
   type        = string
 }
+
+variable "log_group_names" {
+  description = "CloudWatch Logs groups of this account and region that may be encrypted with the key."
+  type        = list(string)
+  default     = []
+}

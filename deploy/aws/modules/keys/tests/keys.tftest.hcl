@@ -11,6 +11,10 @@ mock_provider "aws" {
     target = data.aws_caller_identity.current
     values = { account_id = "123456789012" }
   }
+  override_data {
+    target = data.aws_region.current
+    values = { name = "eu-west-1" }
+  }
 }
 
 variables {
@@ -36,7 +40,29 @@ run "a_rotating_key_and_an_empty_secret_under_it" {
   }
   assert {
     condition     = [for s in data.aws_iam_policy_document.kms.statement : s.sid] == ["AccountAdministersTheKey"]
-    error_message = "the key policy is AWS's default: the account administers the key"
+    error_message = "without log groups the key policy is AWS's default: the account administers the key"
+  }
+}
+
+run "cloudwatch_logs_may_use_the_key_for_the_named_groups_only" {
+  command = plan
+
+  variables {
+    log_group_names = ["/healthcare/audit-checkpoints"]
+  }
+
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.kms.statement : alltrue([
+        for c in s.condition : c.test == "ArnEquals" && c.variable == "kms:EncryptionContext:aws:logs:arn"
+        && toset(c.values) == toset(["arn:aws:logs:eu-west-1:123456789012:log-group:/healthcare/audit-checkpoints"])
+      ]) && length(s.condition) == 1 if s.sid == "CloudWatchLogsEncryptsTheNamedGroups"
+    ]) && length(data.aws_iam_policy_document.kms.statement) == 2
+    error_message = "the logs service may use the key only in the encryption context of the named group"
+  }
+  assert {
+    condition     = anytrue([for s in data.aws_iam_policy_document.kms.statement : contains(flatten([for p in s.principals : p.identifiers]), "logs.eu-west-1.amazonaws.com")])
+    error_message = "the statement names the region's CloudWatch Logs service"
   }
 }
 
