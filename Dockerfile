@@ -63,8 +63,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid "${UID}" healthcare \
  && useradd --system --uid "${UID}" --gid "${UID}" --home-dir /data --no-create-home \
             --shell /usr/sbin/nologin healthcare \
- && mkdir -p /data /backups \
- && chown healthcare:healthcare /data /backups
+ && mkdir -p /data /backups /audit \
+ && chown healthcare:healthcare /data /backups /audit
 COPY --from=builder /opt/venv /opt/venv
 USER ${UID}:${UID}
 WORKDIR /data

@@ -4,16 +4,28 @@ second run must change nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from tests.e2e.conftest import docker, missing
 from tests.e2e.test_container import BASE_IMAGE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "deploy" / "aws" / "cloud-init.sh.tftpl"
+APP_SERVER = ROOT / "deploy" / "aws" / "modules" / "app-server"
+TEMPLATE = APP_SERVER / "cloud-init.sh.tftpl"
+CHECKPOINTS = "/var/lib/docker/volumes/healthcare_audit/_data/checkpoints.jsonl"
+AGENT_CONFIG = json.dumps(
+    {"agent": {"run_as_user": "root"}, "logs": {"logs_collected": {"files": {"collect_list": [
+        {"file_path": CHECKPOINTS, "log_group_name": "/healthcare/audit-checkpoints",
+         "log_stream_name": "{instance_id}", "multi_line_start_pattern": "^"}]}}}},
+    separators=(",", ":"),
+)  # fmt: skip
+AGENT = "/opt/aws/amazon-cloudwatch-agent"
 VALUES = {
     "repository_url": "https://git.example.org/clinic/healthcare.git",
     "repository_ref": "v0.1.0",
@@ -27,10 +39,13 @@ VALUES = {
     "trusted_proxies": "0",
     "database_secret_arn": "",
     "database_endpoint": "",
+    "audit_agent_config": AGENT_CONFIG,
 }
 STUBS = {
     # Every stub appends its command line to /stub.log; some also leave what the real one would.
-    "dnf": "",
+    "dnf": f'case "$*" in *amazon-cloudwatch-agent*) mkdir -p {AGENT}/bin; '
+    f"printf '#!/bin/sh\\necho \"amazon-cloudwatch-agent-ctl $*\" >> /stub.log\\n' "
+    f"> {AGENT}/bin/amazon-cloudwatch-agent-ctl; chmod 0755 {AGENT}/bin/*;; esac",
     "systemctl": "",
     "curl": 'out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done; '
     '[ -n "$out" ] && echo "#!/bin/sh" > "$out"',
@@ -84,7 +99,8 @@ def _run_twice(tmp_path: Path, values: dict[str, str]) -> str:
         "&& cat /stub.log && echo '--- fstab' && cat /etc/fstab && echo '--- env' "
         "&& stat -c '%a' /opt/healthcare/.env && cat /opt/healthcare/.env "
         "&& echo '--- mount' && (stat -c '%u %a' " + values["data_mount"] + " || true) "
-        "&& echo '--- timer' && (cat /etc/systemd/system/healthcare-refresh-env.timer || true)"
+        "&& echo '--- timer' && (cat /etc/systemd/system/healthcare-refresh-env.timer || true) "
+        f"&& echo '--- agent' && (cat {AGENT}/etc/healthcare-audit-checkpoints.json || true)"
     )
     result = subprocess.run(
         ["docker", "run", "--rm", "-v", f"{tmp_path}:/work:ro", "-e",
@@ -101,7 +117,8 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     log, rest = stdout.split("--- fstab\n")
     fstab, rest = rest.split("--- env\n")
     env, rest = rest.split("--- mount\n")
-    mount, timer = rest.split("--- timer\n")
+    mount, rest = rest.split("--- timer\n")
+    timer, agent = rest.split("--- agent\n")
     calls = log.splitlines()
     assert sum(call.startswith("mkfs.ext4") for call in calls) == 1, "formatted twice"
     assert sum(call.startswith("git clone") for call in calls) == 1, "cloned twice"
@@ -118,6 +135,14 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert mount.split() == ["10001", "700"]
     assert "HEALTHCARE_DATABASE_URL=\n" in env  # SQLite on the data volume
     assert timer == "", "no password to refresh in single-instance mode"
+    assert sum("install -y amazon-cloudwatch-agent" in call for call in calls) == 1
+    configured = [c for c in calls if c.startswith("amazon-cloudwatch-agent-ctl -a fetch-config")]
+    assert configured == [
+        f"amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c "
+        f"file:{AGENT}/etc/healthcare-audit-checkpoints.json"
+    ], "the agent is configured once, before the app starts"
+    assert calls.index(configured[0]) < calls.index(starts[0])
+    assert json.loads(agent) == json.loads(AGENT_CONFIG)
 
 
 def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path) -> None:
@@ -127,11 +152,12 @@ def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path)
         "trusted_proxies": "1",
         "database_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1",
         "database_endpoint": "db.example.eu-west-1.rds.amazonaws.com:5432",
+        "audit_agent_config": "",
     }
     stdout = _run_twice(tmp_path, values)
     log, rest = stdout.split("--- fstab\n")
     env = rest.split("--- env\n")[1].split("--- mount\n")[0]
-    timer = stdout.split("--- timer\n")[1]
+    timer, agent = stdout.split("--- timer\n")[1].split("--- agent\n")
     assert "mkfs" not in log, "no data volume in HA mode"
     assert "mount " not in log, "no data volume in HA mode"
     assert sum("put-secret-value --region" in c for c in log.splitlines()) == 1
@@ -144,3 +170,22 @@ def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path)
     assert "HEALTHCARE_TRUSTED_PROXIES=1" in env
     assert "OnUnitActiveSec=5min" in timer
     assert sum("enable --now healthcare-refresh-env.timer" in c for c in log.splitlines()) == 2
+    assert "amazon-cloudwatch-agent" not in log, "checkpoints not shipped: no agent"
+    assert agent == ""
+
+
+def test_the_agent_ships_the_file_the_app_writes_its_checkpoints_to() -> None:
+    """The module's host path is compose's `audit` volume of the project the bootstrap starts
+    (`healthcare`) plus the app's HEALTHCARE_AUDIT_CHECKPOINTS, and the image makes /audit the
+    app user's (an empty volume takes its owner from the image)."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    in_container = Path(compose["services"]["app"]["environment"]["HEALTHCARE_AUDIT_CHECKPOINTS"])
+    volumes = dict(reversed(v.split(":")[:2]) for v in compose["services"]["app"]["volumes"])
+    folder = volumes[str(in_container.parent)]
+    on_host = f"/var/lib/docker/volumes/{compose['name']}_{folder}/_data/{in_container.name}"
+    assert on_host == CHECKPOINTS
+    assert f'audit_checkpoints = "{CHECKPOINTS}"' in (APP_SERVER / "audit-log.tf").read_text()
+    assert f"--project-name {compose['name']}" in TEMPLATE.read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"mkdir -p [^\n]*{in_container.parent}\b", dockerfile)
+    assert re.search(rf"chown healthcare:healthcare [^\n]*{in_container.parent}\b", dockerfile)

@@ -1,5 +1,6 @@
-"""The AWS configurations (single instance, and high availability in deploy/aws/ha): formatted,
-valid, and their offline `terraform test` suites pass.
+"""The AWS configurations (single instance, high availability in deploy/aws/ha, and the modules
+both use in deploy/aws/modules): formatted, valid, and their offline `terraform test` suites
+pass.
 
 Needs the terraform binary and a local mirror of the hashicorp/aws provider (no registry is
 reachable here): HEALTHCARE_TF_PLUGIN_DIR, else /opt/tf-plugins. Skipped with that reason where
@@ -16,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "deploy" / "aws"
+SHARED = sorted(f"modules/{path.name}" for path in (MODULE / "modules").iterdir() if path.is_dir())
 
 
 def _missing(reason: str) -> None:
@@ -24,7 +26,7 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module", params=[".", "ha"], ids=["single", "ha"])
+@pytest.fixture(scope="module", params=[".", "ha", *SHARED], ids=["single", "ha", *SHARED])
 def module_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not shutil.which("terraform"):
         _missing("terraform is not installed")
@@ -33,7 +35,7 @@ def module_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         _missing(f"no hashicorp/aws provider mirror in {plugins} (set HEALTHCARE_TF_PLUGIN_DIR)")
     work = tmp_path_factory.mktemp("terraform") / "aws"
     shutil.copytree(MODULE, work, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    work = work / request.param  # the HA module uses the single instance's bootstrap, one up
+    work = work / request.param  # the roots use the modules beside them
     init = _terraform(work, "init", "-backend=false", f"-plugin-dir={plugins}")
     assert init.returncode == 0, init.stdout + init.stderr
     return work

@@ -170,6 +170,16 @@ def test_crud_over_http(deployment: Deployment) -> None:
     assert "audit trail intact" in verified.stdout
 
 
+def test_audit_checkpoints_are_written_to_their_own_volume(deployment: Deployment) -> None:
+    """The `audit` volume is the app user's (an empty volume takes the image's /audit), so the
+    checkpoints land where the AWS bootstrap's CloudWatch agent ships them from."""
+    assert deployment.post("Checkpointed").status_code == 201
+    deployment.compose("exec", "-T", "app", "healthcare", "audit", "verify")  # ends with one
+    written = deployment.compose("exec", "-T", "app", "cat", "/audit/checkpoints.jsonl").stdout
+    assert written
+    assert all(json.loads(line)["last_id"] > 0 for line in written.splitlines())
+
+
 def test_fhir_patients_are_validated_inside_the_image(deployment: Deployment) -> None:
     """The image keeps only fhir.resources' R4B models: a Patient is still parsed and served."""
     fhir = {"Content-Type": "application/fhir+json"}
