@@ -204,17 +204,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--searches", type=int, default=200, help="searches of each kind")
-    parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument("--import-rows", type=int, default=100_000, help="0 to skip")
+    parser.add_argument("--database", help="search this database (made before) instead of "
+                        "seeding a new one: e.g. identity_bench.py's")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
         folder = Path(tmp)
-        url = _fresh_database(folder)
-        _run(f"FHIR search at {args.rows:,} patients (SQLite, in process):", lambda: (
-            seed(url, args.rows), time_fhir_searches(url, folder, args.searches)
-        ))  # fmt: skip
-        _run("Bulk import and export (SQLite):", lambda: import_and_round_trip(
-            folder, args.import_rows
-        ))  # fmt: skip
+        if args.database:
+            _run(f"FHIR search on {args.database} (in process):", lambda: time_fhir_searches(
+                args.database, folder, args.searches
+            ))  # fmt: skip
+        else:
+            url = _fresh_database(folder)
+            _run(f"FHIR search at {args.rows:,} patients (SQLite, in process):", lambda: (
+                seed(url, args.rows), time_fhir_searches(url, folder, args.searches)
+            ))  # fmt: skip
+        if args.import_rows:
+            _run("Bulk import and export (SQLite):", lambda: import_and_round_trip(
+                folder, args.import_rows
+            ))  # fmt: skip
 
 
 if __name__ == "__main__":

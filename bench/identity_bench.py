@@ -260,6 +260,7 @@ def main() -> None:
         try:
             print(f"\n== {db.dialect}, {url} ==", flush=True)
             _run("uncached searches:", lambda db=db: time_searches(db, args.queries))
+            _run("duplicate check:", lambda db=db: time_duplicate_checks(db.engine, args.checks))
         finally:
             db.dispose()
     with tempfile.TemporaryDirectory(prefix="identity-bench-") as folder:
