@@ -11,6 +11,7 @@ locals {
     repository_ref      = var.repository_ref
     region              = var.region
     secret_id           = var.secret_key_arn
+    audit_key_id        = var.audit_key_arn
     data_volume_id      = var.data_volume_id
     data_mount          = local.data_mount
     app_port            = var.app_port
@@ -47,11 +48,11 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
   policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
-# The server reads the secrets it needs at boot (and stores the first key), nothing else.
+# The server reads the secrets it needs at boot (and stores the first keys), nothing else.
 data "aws_iam_policy_document" "read_secrets" {
   statement {
     actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
-    resources = [var.secret_key_arn]
+    resources = [var.secret_key_arn, var.audit_key_arn]
   }
   dynamic "statement" {
     for_each = var.database == null ? [] : [var.database.secret_arn]
