@@ -33,7 +33,7 @@ VALUES = {
     "secret_id": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key",
     "audit_key_id": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key",
     "data_volume_id": "vol-0123456789abcdef0",
-    "data_mount": "/var/lib/docker/volumes/healthcare_data/_data",
+    "data_mount": "/srv/healthcare/data",
     "app_port": "9000",
     "bind_address": "0.0.0.0",  # noqa: S104 - the rendered script's value, nothing binds here
     "domain_name": "",
@@ -164,6 +164,7 @@ def test_bootstrap_runs_and_is_harmless_the_second_time(tmp_path: Path) -> None:
     assert "HEALTHCARE_TRUSTED_PROXIES=0" in env  # no proxy without a domain: believe no header
     assert mount.split() == ["10001", "700"]
     assert "HEALTHCARE_DATABASE_URL=\n" in env  # SQLite on the data volume
+    assert "HEALTHCARE_DATA_VOLUME=/srv/healthcare/data\n" in env  # compose's /data is that folder
     assert timer == "", "no password to refresh in single-instance mode"
     assert sum("install -y amazon-cloudwatch-agent" in call for call in calls) == 1
     configured = [c for c in calls if c.startswith("amazon-cloudwatch-agent-ctl -a fetch-config")]
@@ -198,6 +199,7 @@ def test_high_availability_bootstrap_uses_rds_and_no_data_volume(tmp_path: Path)
         "db.example.eu-west-1.rds.amazonaws.com:5432/healthcare?sslmode=require"
     ) in env
     assert "HEALTHCARE_TRUSTED_PROXIES=1" in env
+    assert "HEALTHCARE_DATA_VOLUME=\n" in env  # compose's own `data` volume
     assert "OnUnitActiveSec=5min" in timer
     assert sum("enable --now healthcare-refresh-env.timer" in c for c in log.splitlines()) == 2
     assert "amazon-cloudwatch-agent" not in log, "checkpoints not shipped: no agent"
@@ -265,3 +267,16 @@ def test_a_single_instance_keeps_the_audit_key_file_on_its_data_volume(tmp_path:
     )
     assert _env(stdout)["HEALTHCARE_AUDIT_KEY"] == made_by_the_app
     assert (tmp_path / "secrets" / "healthcare_audit-key").read_text().strip() == made_by_the_app
+
+
+def test_an_earlier_bootstrap_s_data_volume_moves_to_the_app_s_folder(tmp_path: Path) -> None:
+    """An instance bootstrapped when the data volume was mounted on the compose volume's own
+    folder (which Docker gave to root): its fstab entry moves to the folder the app owns."""
+    earlier = "UUID=1111-2222 /var/lib/docker/volumes/healthcare_data/_data ext4 defaults 0 2"
+    stdout = _run_twice(tmp_path, VALUES, before=f"touch /fake-fs && echo '{earlier}' > /etc/fstab")
+    log, rest = stdout.split("--- fstab\n")
+    fstab = rest.split("--- env\n")[0]
+    assert "mkfs" not in log, "the data volume was formatted again"
+    assert fstab.splitlines() == ["UUID=1111-2222 /srv/healthcare/data ext4 defaults,nofail 0 2"]
+    assert "mount /srv/healthcare/data" in log.splitlines()
+    assert _env(stdout)["HEALTHCARE_DATA_VOLUME"] == "/srv/healthcare/data"

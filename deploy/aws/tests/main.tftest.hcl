@@ -122,6 +122,10 @@ run "defaults_are_secure" {
     condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
     error_message = "single-instance mode keeps SQLite on the data volume"
   }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "DATA_MOUNT='/srv/healthcare/data'") && !strcontains(aws_instance.service.user_data, "/var/lib/docker/volumes/healthcare_data")
+    error_message = "the data volume is mounted on a folder of its own, which compose binds as /data, never on the named volume's folder (Docker gives that to root)"
+  }
 }
 
 run "plain_http_only_when_asked_for" {

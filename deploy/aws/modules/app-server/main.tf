@@ -3,8 +3,10 @@
 # write-once copy of its audit checkpoints (audit-log.tf).
 
 locals {
-  # compose.yaml's `data` volume of the `healthcare` project, as Docker keeps it on the host.
-  data_mount = "/var/lib/docker/volumes/healthcare_data/_data"
+  # Where the bootstrap mounts the data volume and gives it to the app's user; compose serves
+  # /data from this folder (HEALTHCARE_DATA_VOLUME). Not a named volume's own folder: Docker,
+  # creating the volume, would give the mounted file system to root.
+  data_mount = "/srv/healthcare/data"
 
   user_data = templatefile("${path.module}/cloud-init.sh.tftpl", {
     repository_url      = var.repository_url
