@@ -9,6 +9,7 @@ they are missing, except in CI."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +63,30 @@ def test_terraform_test_suite_passes(module_dir: Path) -> None:
     result = _terraform(module_dir, "test")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
+
+
+# What would put a secret's value into the state (and so within reach of an output): a secret
+# version or SSM parameter Terraform writes, a secret it reads back, a key or password it makes.
+SECRET_VALUE_HOLDERS = re.compile(
+    r'^\s*(?:resource\s+"(?:aws_secretsmanager_secret_version|aws_ssm_parameter|random_\w+|'
+    r'tls_private_key|aws_iam_access_key)"|data\s+"aws_secretsmanager_(?:secret_version|random_'
+    r'password)")',
+    re.MULTILINE,
+)
+
+
+def test_no_secret_value_is_in_the_terraform_state() -> None:
+    """Terraform makes the secrets (the secret key, the audit key) empty and the servers fill
+    them in; RDS keeps the database's password. No resource or data source that holds a
+    secret's value is declared, so neither the state nor any output can hold one."""
+    sources = sorted(MODULE.glob("**/*.tf"))
+    assert len(sources) > 10
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0).strip()}"
+        for path in sources
+        for match in SECRET_VALUE_HOLDERS.finditer(path.read_text())
+    ]
+    assert not found
+    assert SECRET_VALUE_HOLDERS.search('resource "aws_secretsmanager_secret_version" "key" {')
+    assert SECRET_VALUE_HOLDERS.search('data "aws_secretsmanager_secret_version" "key" {')
+    assert not SECRET_VALUE_HOLDERS.search('resource "aws_secretsmanager_secret" "audit_key" {')

@@ -320,3 +320,40 @@ def test_postgres_profile_migrates_once_and_serves(deployment: Deployment, tmp_p
     finally:
         stack.compose("--profile", "postgres", "down", "-v", check=False)
         docker("image", "rm", "-f", pg_image, check=False)
+
+
+def test_the_aws_instance_data_volume_is_written_and_kept(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """As the single AWS instance runs it (deploy/aws/modules/app-server): its bootstrap mounts
+    the data volume, a fresh ext4 file system (a root-owned lost+found in it), on a host folder,
+    gives that folder to the app's user (10001, 0700) and names it in .env as
+    HEALTHCARE_DATA_VOLUME; compose then serves /data from it. Records are written there and
+    survive the container's recreation."""
+    if os.geteuid() != 0:
+        missing("giving the folder to the app's user needs root")
+    volume = tmp_path / "data-volume"
+    (volume / "lost+found").mkdir(parents=True, mode=0o700)
+    os.chown(volume, 10001, 10001)
+    volume.chmod(0o700)
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        deployment.env_file.read_text()
+        + f"HEALTHCARE_PORT={port}\nHEALTHCARE_DATA_VOLUME={volume}\n"
+    )
+    stack = Deployment(f"{deployment.project}ec2", env_file, f"http://127.0.0.1:{port}",
+                       deployment.image, deployment.base_image)  # fmt: skip
+    try:
+        stack.compose("up", "-d")
+        stack.wait_healthy()
+        stack.sign_in_with_a_new_token()
+        assert stack.post("On the data volume").status_code == 201
+        stack.compose("down")
+        stack.compose("up", "-d")
+        stack.wait_healthy()
+        assert stack.names() == ["On the data volume"]
+        assert (volume / "healthcare.db").stat().st_uid == 10001, "not on the data volume"
+        assert (volume.stat().st_uid, volume.stat().st_mode & 0o777) == (10001, 0o700)
+    finally:
+        stack.compose("down", "-v", check=False)

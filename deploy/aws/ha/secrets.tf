@@ -1,7 +1,7 @@
 # One customer-managed key for everything that holds health data or a secret: the servers'
-# volumes, the database, its backups and Performance Insights, the two secrets. The
-# application's secret key is shared by every server (sessions and CSRF tokens made by one are
-# checked by another).
+# volumes, the database, its backups and Performance Insights, the secrets. The application's
+# secret key is shared by every server (sessions and CSRF tokens made by one are checked by
+# another), and so is the audit key (every server extends the one hash chain).
 module "keys" {
   source = "../modules/keys"
 

@@ -12,6 +12,7 @@ module "server" {
   region          = var.region
   kms_key_arn     = module.keys.kms_key_arn
   secret_key_arn  = module.keys.secret_key_arn
+  audit_key_arn   = module.keys.audit_key_arn
   repository_url  = var.repository_url
   repository_ref  = var.repository_ref
   app_port        = var.app_port

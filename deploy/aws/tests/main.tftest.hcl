@@ -6,6 +6,10 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
+  override_resource {
+    target = module.keys.aws_secretsmanager_secret.audit_key
+    values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key-GhIjKl" }
+  }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
   }
@@ -117,6 +121,10 @@ run "defaults_are_secure" {
   assert {
     condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
     error_message = "single-instance mode keeps SQLite on the data volume"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "DATA_MOUNT='/srv/healthcare/data'") && !strcontains(aws_instance.service.user_data, "/var/lib/docker/volumes/healthcare_data")
+    error_message = "the data volume is mounted on a folder of its own, which compose binds as /data, never on the named volume's folder (Docker gives that to root)"
   }
 }
 
@@ -304,4 +312,17 @@ run "ssh_without_admin_cidr_is_refused" {
   }
 
   expect_failures = [aws_vpc_security_group_ingress_rule.ssh]
+}
+
+run "the_audit_key_comes_from_its_own_secret" {
+  command = apply
+
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "AUDIT_KEY_ID='${module.keys.audit_key_arn}'") && module.keys.audit_key_arn != module.keys.secret_key_arn
+    error_message = "the instance reads the audit key from its own secret, by name; its value is never in user data"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "HEALTHCARE_AUDIT_KEY=$audit\n")
+    error_message = "the bootstrap puts the audit key into the app's environment (.env)"
+  }
 }

@@ -9,6 +9,10 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
+  override_resource {
+    target = module.keys.aws_secretsmanager_secret.audit_key
+    values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key-GhIjKl" }
+  }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
   }
@@ -303,4 +307,17 @@ run "bad_values_are_refused" {
   }
 
   expect_failures = [var.allowed_cidrs, var.db_backup_retention_days, var.db_storage_gb, var.db_instance_class, var.name]
+}
+
+run "the_audit_key_comes_from_its_own_secret" {
+  command = apply
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "AUDIT_KEY_ID='${module.keys.audit_key_arn}'") && module.keys.audit_key_arn != module.keys.secret_key_arn
+    error_message = "every server (one launch template) reads the audit key from its own secret, by name; its value is never in user data"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "HEALTHCARE_AUDIT_KEY=$audit\n")
+    error_message = "the bootstrap puts the audit key into the app's environment (.env)"
+  }
 }

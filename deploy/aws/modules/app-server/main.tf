@@ -3,14 +3,17 @@
 # write-once copy of its audit checkpoints (audit-log.tf).
 
 locals {
-  # compose.yaml's `data` volume of the `healthcare` project, as Docker keeps it on the host.
-  data_mount = "/var/lib/docker/volumes/healthcare_data/_data"
+  # Where the bootstrap mounts the data volume and gives it to the app's user; compose serves
+  # /data from this folder (HEALTHCARE_DATA_VOLUME). Not a named volume's own folder: Docker,
+  # creating the volume, would give the mounted file system to root.
+  data_mount = "/srv/healthcare/data"
 
   user_data = templatefile("${path.module}/cloud-init.sh.tftpl", {
     repository_url      = var.repository_url
     repository_ref      = var.repository_ref
     region              = var.region
     secret_id           = var.secret_key_arn
+    audit_key_id        = var.audit_key_arn
     data_volume_id      = var.data_volume_id
     data_mount          = local.data_mount
     app_port            = var.app_port
@@ -47,11 +50,11 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
   policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
-# The server reads the secrets it needs at boot (and stores the first key), nothing else.
+# The server reads the secrets it needs at boot (and stores the first keys), nothing else.
 data "aws_iam_policy_document" "read_secrets" {
   statement {
     actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
-    resources = [var.secret_key_arn]
+    resources = [var.secret_key_arn, var.audit_key_arn]
   }
   dynamic "statement" {
     for_each = var.database == null ? [] : [var.database.secret_arn]

@@ -29,6 +29,11 @@ variable "secret_key_arn" {
   type        = string
 }
 
+variable "audit_key_arn" {
+  description = "The secret holding HEALTHCARE_AUDIT_KEY, the audit trail's HMAC key shared by every server; the first server to boot fills it in."
+  type        = string
+}
+
 variable "database" {
   description = "PostgreSQL on RDS: its endpoint (host:port) and the RDS-managed secret with its credentials. Null: SQLite on the server."
   type        = object({ endpoint = string, secret_arn = string })

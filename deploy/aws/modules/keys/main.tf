@@ -1,6 +1,6 @@
 # The deployment's keys: one customer-managed KMS key for everything that holds health data or
-# a secret (every use of it is in CloudTrail and it can be revoked), and the application's
-# secret key in Secrets Manager under it.
+# a secret (every use of it is in CloudTrail and it can be revoked), and under it, in Secrets
+# Manager, the application's secret key and the audit trail's HMAC key.
 
 data "aws_caller_identity" "current" {}
 
@@ -62,6 +62,17 @@ resource "aws_secretsmanager_secret" "secret_key" {
   # checkov:skip=CKV2_AWS_57: rotating the key ends every browser session at once; it is rotated on purpose (docs/deploy-aws.md), not on a schedule
   name                    = "${var.name}/secret-key"
   description             = var.secret_description
+  kms_key_id              = aws_kms_key.data.arn
+  recovery_window_in_days = 30
+}
+
+# The audit trail's HMAC key (HEALTHCARE_AUDIT_KEY), made the same way: empty here, filled in by
+# the first server to boot (see audit_key in the bootstrap), read by every server, so that all
+# of them extend and check one chain. It is in neither the database nor its backups.
+resource "aws_secretsmanager_secret" "audit_key" {
+  # checkov:skip=CKV2_AWS_57: a new audit key cannot extend the chain keyed with the old one (the service refuses to write audit rows); it is never rotated
+  name                    = "${var.name}/audit-key"
+  description             = "HEALTHCARE_AUDIT_KEY for ${var.name}: the audit trail's HMAC key, stored by the first server to boot"
   kms_key_id              = aws_kms_key.data.arn
   recovery_window_in_days = 30
 }

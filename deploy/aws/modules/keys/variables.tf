@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Name prefix of the deployment; the secret is called NAME/secret-key."
+  description = "Name prefix of the deployment; the secrets are called NAME/secret-key and NAME/audit-key."
   type        = string
 
   validation {

@@ -32,6 +32,7 @@ variables {
   region          = "eu-west-1"
   kms_key_arn     = "arn:aws:kms:eu-west-1:123456789012:key/mock"
   secret_key_arn  = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf"
+  audit_key_arn   = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key-GhIjKl"
   repository_url  = "https://git.example.org/clinic/healthcare.git"
   repository_ref  = "v0.1.0"
   app_port        = 9000
@@ -40,7 +41,7 @@ variables {
   audit_log_group_name = "/healthcare/audit-checkpoints"
 }
 
-run "a_role_for_session_manager_and_its_own_secret" {
+run "a_role_for_session_manager_and_its_own_secrets" {
   command = apply
 
   assert {
@@ -53,10 +54,14 @@ run "a_role_for_session_manager_and_its_own_secret" {
   }
   assert {
     condition = [for s in data.aws_iam_policy_document.read_secrets.statement : { actions = s.actions, resources = s.resources }] == [
-      { actions = toset(["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]), resources = toset([var.secret_key_arn]) },
+      { actions = toset(["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]), resources = toset([var.secret_key_arn, var.audit_key_arn]) },
       { actions = toset(["kms:Decrypt", "kms:GenerateDataKey"]), resources = toset([var.kms_key_arn]) },
     ]
-    error_message = "the server reads and fills in its secret key, under the key, and nothing else"
+    error_message = "the server reads and fills in its secret key and audit key, under the key, and nothing else"
+  }
+  assert {
+    condition     = strcontains(output.user_data, "AUDIT_KEY_ID='${var.audit_key_arn}'") && strcontains(output.user_data, "HEALTHCARE_AUDIT_KEY=$audit\n")
+    error_message = "the bootstrap reads the audit key by its secret's name at boot into HEALTHCARE_AUDIT_KEY; its value is never in user data"
   }
   assert {
     condition     = aws_iam_role_policy.read_secrets.role == aws_iam_role.instance.id && aws_iam_role_policy.read_secrets.name == "read-secrets"
@@ -93,8 +98,12 @@ run "https_on_the_server_and_a_database" {
     error_message = "the server finds the database and the name of its secret in user data"
   }
   assert {
-    condition     = contains([for s in data.aws_iam_policy_document.read_secrets.statement : s.resources], toset([var.database.secret_arn]))
-    error_message = "the server may read the database's secret"
+    condition = [for s in data.aws_iam_policy_document.read_secrets.statement : { actions = s.actions, resources = s.resources }] == [
+      { actions = toset(["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]), resources = toset([var.secret_key_arn, var.audit_key_arn]) },
+      { actions = toset(["secretsmanager:GetSecretValue"]), resources = toset([var.database.secret_arn]) },
+      { actions = toset(["kms:Decrypt", "kms:GenerateDataKey"]), resources = toset([var.kms_key_arn]) },
+    ]
+    error_message = "the server may read the database's secret too, and not change it"
   }
 }
 

@@ -23,7 +23,7 @@ variables {
   secret_description = "HEALTHCARE_SECRET_KEY for healthcare"
 }
 
-run "a_rotating_key_and_an_empty_secret_under_it" {
+run "a_rotating_key_and_empty_secrets_under_it" {
   command = apply
 
   assert {
@@ -35,8 +35,16 @@ run "a_rotating_key_and_an_empty_secret_under_it" {
     error_message = "the secret key is kept under the customer-managed key"
   }
   assert {
-    condition     = output.secret_key_arn == aws_secretsmanager_secret.secret_key.arn && output.kms_key_arn == aws_kms_key.data.arn
-    error_message = "the outputs name the key and the secret"
+    condition     = aws_secretsmanager_secret.audit_key.kms_key_id == aws_kms_key.data.arn && aws_secretsmanager_secret.audit_key.name == "healthcare/audit-key"
+    error_message = "the audit key has a secret of its own, under the customer-managed key"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret.audit_key.arn != aws_secretsmanager_secret.secret_key.arn
+    error_message = "the audit key and the secret key are two secrets"
+  }
+  assert {
+    condition     = output.secret_key_arn == aws_secretsmanager_secret.secret_key.arn && output.audit_key_arn == aws_secretsmanager_secret.audit_key.arn && output.kms_key_arn == aws_kms_key.data.arn
+    error_message = "the outputs name the key and the secrets (their ARNs, never a value)"
   }
   assert {
     condition     = [for s in data.aws_iam_policy_document.kms.statement : s.sid] == ["AccountAdministersTheKey"]
