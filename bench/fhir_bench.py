@@ -42,15 +42,12 @@ from healthcare.auth.access import Actor
 from healthcare.config import Settings
 from healthcare.db import migrate
 from healthcare.db.database import Database
-from healthcare.db.engine import create_db_engine, write_transaction
+from healthcare.db.engine import create_db_engine
 from healthcare.db.models import patients
 from healthcare.exchange import export_lines, read_patients
 from healthcare.patients.bulk import import_patients
-from healthcare.patients.seed import insert_with_identity
 from healthcare.patients.service import FIELDS, WRITABLE, to_api
-from identity_data import People, Person, stored_row
-
-BATCH = 20_000
+from identity_data import People, Person, insert_people
 
 
 def _fresh_database(folder: Path) -> str:
@@ -70,16 +67,7 @@ def _people(count: int, seed: int) -> Iterator[Person]:
 def seed(url: str, rows: int) -> None:
     engine = create_db_engine(url)
     started = time.perf_counter()
-    batch: list[dict[str, Any]] = []
-    for person in _people(rows, seed=11):
-        batch.append(stored_row(person))
-        if len(batch) == BATCH:
-            with write_transaction(engine) as conn:
-                insert_with_identity(conn, batch, "MRN")
-            batch = []
-    if batch:
-        with write_transaction(engine) as conn:
-            insert_with_identity(conn, batch, "MRN")
+    insert_people(engine, rows, seed=11)
     engine.dispose()
     print(f"  seeded {rows:,} patients in {time.perf_counter() - started:.0f} s")
 

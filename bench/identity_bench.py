@@ -44,7 +44,7 @@ from healthcare.db.models import patients
 from healthcare.patients import queries, service
 from healthcare.patients.schemas import PatientQuery
 from healthcare.patients.seed import insert_with_identity
-from identity_data import People, Person, stored_row
+from identity_data import People, Person, insert_people, stored_row
 
 OLD_COLUMNS = (
     "name", "name_search", "age", "disease", "gender", "date_of_birth", "phone", "email",
@@ -101,16 +101,7 @@ def populate_at_head(engine: Engine, rows: int) -> None:
     """The same patients, inserted at the current schema (no migration timed): faster."""
     migrate.upgrade(engine)
     started = time.perf_counter()
-    batch: list[dict[str, Any]] = []
-    for person in _people(rows, seed=7):
-        batch.append(stored_row(person))
-        if len(batch) == BATCH:
-            with write_transaction(engine) as conn:
-                insert_with_identity(conn, batch, "MRN")
-            batch = []
-    if batch:
-        with write_transaction(engine) as conn:
-            insert_with_identity(conn, batch, "MRN")
+    insert_people(engine, rows, seed=7)
     print(f"  inserted {rows:,} patients in {time.perf_counter() - started:.0f} s")
     _identifiers_and_statistics(engine)
 

@@ -49,6 +49,8 @@ PER_STATEMENT = [
     "CREATE TRIGGER patient_totals_delete AFTER DELETE ON patients "
     "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION patient_totals_track()",
 ]
+# The row trigger as migration 0001 made it, for the way down (copied: a migration's code is
+# frozen with it).
 PER_ROW = [
     "DROP FUNCTION patient_totals_track() CASCADE",
     """CREATE FUNCTION patient_totals_track() RETURNS trigger LANGUAGE plpgsql AS $$
