@@ -39,23 +39,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from healthcare.audit.pipeline import open_database
 from healthcare.auth.access import Actor
 from healthcare.db import migrate
-from healthcare.db.engine import create_db_engine, write_transaction
+from healthcare.db.engine import create_db_engine
 from healthcare.exchange import read_patients
 from healthcare.patients.bulk import ImportReport, import_patients
-from healthcare.patients.seed import insert_with_identity
-from identity_data import People, Person, stored_row
+from identity_data import People, Person, insert_people
 
-SEED_BATCH = 20_000
+SEED = 7
 VARIANT_SHARE = 0.02
 INVALID_EVERY = 1_000
 COLUMNS = ("family_name", "given_names", "date_of_birth", "age", "gender", "phone", "email",
            "city", "postal_code", "identifiers", "disease")  # fmt: skip
 
 
-def population(existing: int, rows: int, seed: int = 7) -> tuple[list[Person], list[Person]]:
-    """People on record, and the people of the file: new people of the same population, and
-    a few variants of people on record (the same person entered again elsewhere)."""
-    people = People(seed)
+def population(existing: int, rows: int) -> tuple[list[Person], list[Person]]:
+    """People on record (those ``insert_people`` stores with SEED), and the people of the
+    file: new people of the same population, and a few variants of people on record (the
+    same person entered again elsewhere)."""
+    people = People(SEED)
     on_record = [people.person() for _ in range(existing)]
     in_file = []
     for _ in range(rows):
@@ -113,19 +113,16 @@ def _on_server(server_url: str, statement: str) -> None:
     admin.dispose()
 
 
-def seed(url: str, people: list[Person]) -> None:
-    """People on record, straight into the tables as the service would have stored them."""
+def seed(url: str, count: int) -> None:
+    """The people on record (``population``'s), stored as the service would have stored them."""
     engine = create_db_engine(url)
     started = time.perf_counter()
-    for start in range(0, len(people), SEED_BATCH):
-        rows = [stored_row(person) for person in people[start : start + SEED_BATCH]]
-        with write_transaction(engine) as conn:
-            insert_with_identity(conn, rows, "MRN")
+    insert_people(engine, count, SEED)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("ANALYZE"))
     engine.dispose()
-    print(f"  seeded {len(people):,} patients in {time.perf_counter() - started:.0f} s")
+    print(f"  seeded {count:,} patients in {time.perf_counter() - started:.0f} s")
 
 
 def run_import(url: str, path: Path, *, dry_run: bool) -> tuple[float, ImportReport]:
@@ -222,7 +219,7 @@ def main() -> None:
             with fresh_database(engine_name, folder, args.postgres_url) as url:
                 print(label, flush=True)
                 if existing:
-                    seed(url, existing)
+                    seed(url, len(existing))
                 if args.profile:
                     profiled(url, path, args.profile_step.endswith("dry"), args.profile)
                 else:

@@ -19,7 +19,7 @@ from healthcare.auth.access import Actor
 from healthcare.db.database import Database
 from healthcare.db.models import patient_identifiers, patients
 from healthcare.patients import queries, service
-from healthcare.patients.matching import Demographics, name_key
+from healthcare.patients.matching import Demographics, name_key, within_a_slip
 from healthcare.patients.schemas import PatientIn
 
 FAMILIES = ["Verma", "Vrema", "Okafor", "Smith", "Smyth", "Núñez", "Nunez", "Müller",
@@ -88,7 +88,7 @@ def _values(person: Demographics) -> dict[str, Any]:
 def reference_candidates(conn: Connection, wanted: Demographics) -> list[int]:
     """The blocking query, one person at a time: patients not deleted and not merged sharing
     the birth date, the phone key, the email (lower-cased by the database), the phonetic
-    name key or an identifier; the first MAX_BLOCK by id."""
+    name key and a birth date a slip away, or an identifier; the first MAX_BLOCK by id."""
     active = patients.c.deleted_at.is_(None)
     blocks = []
     if wanted.born is not None:
@@ -97,8 +97,9 @@ def reference_candidates(conn: Connection, wanted: Demographics) -> list[int]:
         blocks.append(patients.c.phone_key == wanted.phone_key)
     if wanted.email:
         blocks.append(func.lower(patients.c.email) == wanted.email)
-    if name_key(wanted.family, wanted.given):
-        blocks.append(patients.c.name_key == name_key(wanted.family, wanted.given))
+    if name_key(wanted.family, wanted.given) and wanted.born is not None:
+        slipped = patients.c.date_of_birth.in_(within_a_slip(wanted.born))
+        blocks.append((patients.c.name_key == name_key(wanted.family, wanted.given)) & slipped)
     ids = [select(patients.c.id).where(active, block) for block in blocks]
     if wanted.identifiers:
         held = [

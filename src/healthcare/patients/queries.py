@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from datetime import date
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
-from healthcare.patients.matching import Demographics, name_key
+from healthcare.patients.matching import Demographics, name_key, within_a_slip
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import fold, search_words
 
@@ -58,12 +59,23 @@ class Listing:
     total: RawStatement
 
 
-def _sorted(statement: Select, sort: str, id_column: ColumnElement) -> Select:
+def _ordered(statement: Select, sort: str, id_column: ColumnElement) -> Select:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     keys = [id_column] if key == "id" else [SORT_COLUMNS[key], id_column]
-    ordered = statement.order_by(*(k.desc() if descending else k for k in keys))
-    return ordered.limit(bindparam("limit")).offset(bindparam("offset"))
+    return statement.order_by(*(k.desc() if descending else k for k in keys))
+
+
+def _page(
+    source: FromClause, conditions: list[ColumnElement[bool]], sort: str, id_column: ColumnElement
+) -> RawStatement:
+    """One page of patients: first the ids of the page, found and skipped over in the indexes
+    where they can be (a deep offset or a broad search then never reads the wide rows it passes
+    over), then the rows of those ids alone."""
+    ids = _ordered(select(id_column).select_from(source).where(*conditions), sort, id_column)
+    ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
+    rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery()))
+    return RawStatement(_ordered(rows, sort, patients.c.id))
 
 
 def _prefix(column: ColumnElement, name: str, dialect: str) -> list[ColumnElement[bool]]:
@@ -136,11 +148,9 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
             )
         )
     conditions = [active, *filters]
-    page = _sorted(select(*PUBLIC_COLUMNS).where(*conditions, *cursor), sort, patients.c.id)
+    page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
-    return Listing(
-        RawStatement(page), RawStatement(total if filters else select(patient_totals.c.active))
-    )
+    return Listing(page, RawStatement(total if filters else select(patient_totals.c.active)))
 
 
 def _sqlite_search_listing(
@@ -150,16 +160,12 @@ def _sqlite_search_listing(
     source: FromClause = patients.join(patients_fts, patients_fts.c.rowid == patients.c.id)
     conditions = [match, active, *filters]
     # Ordering by the index's own rowid lets SQLite stop after one page of matches.
-    page = _sorted(
-        select(*PUBLIC_COLUMNS).select_from(source).where(*conditions, *cursor),
-        sort,
-        patients_fts.c.rowid,
-    )
+    page = _page(source, [*conditions, *cursor], sort, patients_fts.c.rowid)
     if filters:
         total = select(func.count()).select_from(source).where(*conditions)
     else:
         total = select(func.count()).select_from(patients_fts).where(match)
-    return Listing(RawStatement(page), RawStatement(total))
+    return Listing(page, RawStatement(total))
 
 
 def search_expression(words: list[str], dialect: str) -> str:
@@ -258,8 +264,8 @@ MAX_BLOCK = 2_000
 BlockKey = tuple[str, Any]
 
 
-def _blocked(condition: ColumnElement[bool]) -> Select:
-    return select(patients.c.id).where(active, condition)
+def _blocked(*conditions: ColumnElement[bool]) -> Select:
+    return select(patients.c.id).where(active, *conditions)
 
 
 def _in(name: str) -> BindParameter[Any]:
@@ -275,7 +281,9 @@ CANDIDATES = (
                 _blocked(patients.c.date_of_birth.in_(_in("born"))),
                 _blocked(patients.c.phone_key.in_(_in("phone_key"))),
                 _blocked(func.lower(patients.c.email).in_(_in("email"))),
-                _blocked(patients.c.name_key.in_(_in("name_key"))),
+                # more than each person's name block (sorted out below), never less
+                _blocked(patients.c.name_key.in_(_in("name_key")),
+                         patients.c.date_of_birth.is_not(None)),
                 select(patients.c.id).where(patients.c.id.in_(_in("holders"))),
             ).scalar_subquery()
         ),
@@ -292,7 +300,8 @@ HOLDERS = select(
 
 def block_keys(wanted: Demographics) -> list[BlockKey]:
     """The blocks a person falls in, each as (kind, exact value): the birth date, the phone
-    key, the email (lower-cased), the phonetic name key, each identifier."""
+    key, the email (lower-cased), the phonetic name key with each birth date a slip away
+    from theirs, each identifier."""
     keys: list[BlockKey] = []
     if wanted.born is not None:
         keys.append(("born", wanted.born))
@@ -301,9 +310,14 @@ def block_keys(wanted: Demographics) -> list[BlockKey]:
     if wanted.email:
         keys.append(("email", wanted.email))
     key = name_key(wanted.family, wanted.given)
-    if key:
-        keys.append(("name_key", key))
+    if key and wanted.born is not None:  # namesakes born a slip away: see patients.matching
+        keys += [("name", (key, born)) for born in _slipped(wanted.born)]
     return keys + [("identifier", pair) for pair in wanted.identifiers]
+
+
+@lru_cache(maxsize=1 << 16)
+def _slipped(born: date) -> tuple[date, ...]:
+    return tuple(within_a_slip(born))
 
 
 def duplicate_candidates(
@@ -330,10 +344,14 @@ def duplicate_candidates(
 def _parameters(
     keys: list[list[BlockKey]], holders: dict[tuple[str, str], set[int]]
 ) -> dict[str, list[Any]]:
-    params: dict[str, list[Any]] = {"born": [], "phone_key": [], "email": [], "name_key": []}
+    params: dict[str, list[Any]] = {"born": [], "phone_key": [], "email": []}
+    names: set[str] = set()
     for kind, value in {key for person in keys for key in person}:
         if kind in params:
             params[kind].append(value)
+        elif kind == "name":
+            names.add(value[0])
+    params["name_key"] = sorted(names)
     params["holders"] = sorted(set().union(*holders.values()))
     return params
 
@@ -344,7 +362,7 @@ def _keys_of(row: dict[str, Any]) -> list[BlockKey]:
         ("born", row["date_of_birth"]),
         ("phone_key", row["phone_key"]),
         ("email", row["email_key"]),
-        ("name_key", row["name_key"]),
+        ("name", (row["name_key"], row["date_of_birth"])),
     ]
 
 

@@ -9,9 +9,10 @@ from functools import lru_cache
 WORD = re.compile(r"\w+")
 
 
-@lru_cache(maxsize=16_384)  # names repeat: an import or a duplicate check folds each many times
+@lru_cache(maxsize=1 << 16)
 def fold(text: str) -> str:
-    """Lower-case, strip accents: 'Zoë Ångström' -> 'zoe angstrom'."""
+    """Lower-case, strip accents: 'Zoë Ångström' -> 'zoe angstrom'. Kept for the names seen
+    most recently: duplicate checks fold the same names again and again."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
