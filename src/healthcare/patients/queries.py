@@ -255,7 +255,7 @@ CANDIDATE_COLUMNS = [
         patients.c[name]
         for name in (
             "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key",
-            "email", "identifiers", "name_key",
+            "email", "identifiers",
         )
     ),
     func.lower(patients.c.email).label("email_key"),  # as the email block compares it
@@ -272,7 +272,8 @@ def _in(name: str) -> BindParameter[Any]:
     return bindparam(name, expanding=True)
 
 
-# The blocks of many people in one statement: the values of each kind of block as a list.
+# The blocks of many people in one statement: the values of each kind of block as a list,
+# and the ids that the narrow reads below found in the others.
 CANDIDATES = (
     select(*CANDIDATE_COLUMNS)
     .where(
@@ -281,10 +282,7 @@ CANDIDATES = (
                 _blocked(patients.c.date_of_birth.in_(_in("born"))),
                 _blocked(patients.c.phone_key.in_(_in("phone_key"))),
                 _blocked(func.lower(patients.c.email).in_(_in("email"))),
-                # more than each person's name block (sorted out below), never less
-                _blocked(patients.c.name_key.in_(_in("name_key")),
-                         patients.c.date_of_birth.is_not(None)),
-                select(patients.c.id).where(patients.c.id.in_(_in("holders"))),
+                select(patients.c.id).where(patients.c.id.in_(_in("found"))),
             ).scalar_subquery()
         ),
         active,
@@ -296,12 +294,16 @@ HOLDERS = select(
 ).where(
     patient_identifiers.c.system.in_(_in("systems")), patient_identifiers.c.value.in_(_in("values"))
 )
+# Everyone with one of the name keys and a birth date: more than the name blocks, never less.
+NAMESAKES = _blocked(
+    patients.c.name_key.in_(_in("name_keys")), patients.c.date_of_birth.is_not(None)
+).add_columns(patients.c.name_key, patients.c.date_of_birth)
 
 
 def block_keys(wanted: Demographics) -> list[BlockKey]:
-    """The blocks a person falls in, each as (kind, exact value): the birth date, the phone
-    key, the email (lower-cased), the phonetic name key with each birth date a slip away
-    from theirs, each identifier."""
+    """The blocks a person falls in, each as (kind, value): the birth date, the phone key,
+    the email (lower-cased), each identifier, and the phonetic name key with the birth date
+    (the block of namesakes born a slip away from it)."""
     keys: list[BlockKey] = []
     if wanted.born is not None:
         keys.append(("born", wanted.born))
@@ -310,14 +312,14 @@ def block_keys(wanted: Demographics) -> list[BlockKey]:
     if wanted.email:
         keys.append(("email", wanted.email))
     key = name_key(wanted.family, wanted.given)
-    if key and wanted.born is not None:  # namesakes born a slip away: see patients.matching
-        keys += [("name", (key, born)) for born in _slipped(wanted.born)]
+    if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
+        keys.append(("name", (key, wanted.born)))
     return keys + [("identifier", pair) for pair in wanted.identifiers]
 
 
 @lru_cache(maxsize=1 << 16)
-def _slipped(born: date) -> tuple[date, ...]:
-    return tuple(within_a_slip(born))
+def _slipped(born: date) -> frozenset[date]:
+    return frozenset(within_a_slip(born))
 
 
 def duplicate_candidates(
@@ -325,15 +327,16 @@ def duplicate_candidates(
 ) -> list[list[dict[str, Any]]]:
     """For each person, the patients (not deleted, not merged) sharing a block with them, in
     id order, at most MAX_BLOCK: the first step of duplicate detection (see
-    healthcare.patients.matching). One statement for them all, each block an indexed lookup
-    (a UNION, not an OR: SQLite uses the partial indexes only for whole queries); who is in
-    which block is sorted out here, by the values the database compared."""
+    healthcare.patients.matching). The same statements for a thousand people as for one:
+    narrow reads of the identifier and name blocks, then one UNION of indexed lookups (not an
+    OR: SQLite uses the partial indexes only for whole queries). Who is in which person's
+    block is sorted out here, by the values the database compared."""
     keys = [block_keys(person) for person in wanted]
-    holders = _identifier_holders(conn, {v for k in keys for kind, v in k if kind == "identifier"})
-    found = conn.execute(CANDIDATES, _parameters(keys, holders))
+    wanted_keys = {key for person in keys for key in person}
+    members = {**_identifier_holders(conn, wanted_keys), **_name_blocks(conn, wanted_keys)}
+    found = conn.execute(CANDIDATES, _parameters(wanted_keys, members))
     columns = list(found.keys())
     rows = [dict(zip(columns, row, strict=True)) for row in found]
-    members: dict[BlockKey, set[int]] = {("identifier", pair): ids for pair, ids in holders.items()}
     for row in rows:
         for key in _keys_of(row):
             members.setdefault(key, set()).add(row["id"])
@@ -341,28 +344,21 @@ def duplicate_candidates(
     return [_block_rows(person, members, by_id) for person in keys]
 
 
-def _parameters(
-    keys: list[list[BlockKey]], holders: dict[tuple[str, str], set[int]]
-) -> dict[str, list[Any]]:
+def _parameters(wanted: set[BlockKey], members: dict[BlockKey, set[int]]) -> dict[str, list[Any]]:
     params: dict[str, list[Any]] = {"born": [], "phone_key": [], "email": []}
-    names: set[str] = set()
-    for kind, value in {key for person in keys for key in person}:
+    for kind, value in wanted:
         if kind in params:
             params[kind].append(value)
-        elif kind == "name":
-            names.add(value[0])
-    params["name_key"] = sorted(names)
-    params["holders"] = sorted(set().union(*holders.values()))
+    params["found"] = sorted(set().union(*members.values()))
     return params
 
 
 def _keys_of(row: dict[str, Any]) -> list[BlockKey]:
-    """The blocks a candidate is in, by the values the database compared."""
+    """The exact-value blocks a candidate is in, by the values the database compared."""
     return [
         ("born", row["date_of_birth"]),
         ("phone_key", row["phone_key"]),
         ("email", row["email_key"]),
-        ("name", (row["name_key"], row["date_of_birth"])),
     ]
 
 
@@ -373,15 +369,34 @@ def _block_rows(
     return [by_id[pid] for pid in sorted(found)[:MAX_BLOCK]]
 
 
-def _identifier_holders(
-    conn: Connection, pairs: set[tuple[str, str]]
-) -> dict[tuple[str, str], set[int]]:
-    """Who holds each of the identifiers (system, value)."""
+def _identifier_holders(conn: Connection, wanted: set[BlockKey]) -> dict[BlockKey, set[int]]:
+    """Who holds each of the identifiers (system, value) wanted."""
+    pairs = {value for kind, value in wanted if kind == "identifier"}
     if not pairs:
         return {}
     params = {"systems": sorted({s for s, _v in pairs}), "values": sorted({v for _s, v in pairs})}
-    held: dict[tuple[str, str], set[int]] = {}
+    held: dict[BlockKey, set[int]] = {}
     for patient_id, system, value in conn.execute(HOLDERS, params):
         if (system, value) in pairs:
-            held.setdefault((system, value), set()).add(patient_id)
+            held.setdefault(("identifier", (system, value)), set()).add(patient_id)
     return held
+
+
+def _name_blocks(conn: Connection, wanted: set[BlockKey]) -> dict[BlockKey, set[int]]:
+    """Who is in each name block wanted (a name key, and birth dates a slip away from one):
+    read by name key alone, as narrow rows, and kept by the birth dates the database
+    returned."""
+    blocks = {value for kind, value in wanted if kind == "name"}
+    if not blocks:
+        return {}
+    namesakes: dict[str, list[tuple[int, date]]] = {}
+    for patient_id, key, born in conn.execute(
+        NAMESAKES, {"name_keys": sorted({k for k, _b in blocks})}
+    ):
+        namesakes.setdefault(key, []).append((patient_id, born))
+    return {
+        ("name", (key, born)): {
+            pid for pid, other in namesakes.get(key, ()) if other in _slipped(born)
+        }
+        for key, born in blocks
+    }
