@@ -118,8 +118,8 @@ def seed(url: str, count: int) -> None:
     engine = create_db_engine(url)
     started = time.perf_counter()
     insert_people(engine, count, SEED)
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
+    if engine.dialect.name == "postgresql":  # statistics, as autovacuum would have made them
+        with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
     engine.dispose()
     print(f"  seeded {count:,} patients in {time.perf_counter() - started:.0f} s")
