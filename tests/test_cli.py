@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import tempfile
 from pathlib import Path
 
+import granian.server
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
@@ -16,6 +18,8 @@ from healthcare.auth.access import Actor
 from healthcare.cli import main
 from healthcare.db import migrate
 from healthcare.db.database import Database
+from healthcare.draining import is_draining, start_draining
+from healthcare.metrics import MULTIPROCESS_DIR
 from tests.conftest import audit_rows, new_patient
 
 
@@ -134,3 +138,41 @@ def test_a_uid_without_a_name_is_recorded_as_its_number(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(pwd, "getpwuid", unknown)
     assert Actor.operator().username == f"operator:uid={os.getuid()}"
+
+
+def test_drain_marks_the_port_it_is_given_or_the_configured_one(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PORT", "9123")
+    assert runner.invoke(main, ["drain", "--port", "9456"]).exit_code == 0
+    assert (is_draining(9456), is_draining(9123)) == (True, False)
+    result = runner.invoke(main, ["drain"])
+    assert result.exit_code == 0, result.output
+    assert "port 9123" in result.output
+    assert is_draining(9123)
+
+
+def test_serve_ends_a_draining_left_from_before_and_tells_the_workers_its_port(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A drained replica that is started again must become ready; its workers read the port
+    from the environment, so they look for the marker `drain --port` leaves."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PORT", "9000")  # restored afterwards, as is the samples folder
+    monkeypatch.setenv(MULTIPROCESS_DIR, str(tmp_path))
+    start_draining(9789)
+    seen: dict[str, object] = {}
+
+    class RecordingServer:
+        def __init__(self, target: str, **options: object) -> None:
+            seen["port"] = options["port"]
+
+        def serve(self) -> None:
+            seen["draining"] = is_draining(9789)
+            seen["PORT"] = os.environ["PORT"]
+
+    monkeypatch.setattr(granian.server, "Server", RecordingServer)
+    result = runner.invoke(main, ["serve", "--port", "9789"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"port": 9789, "draining": False, "PORT": "9789"}

@@ -1,4 +1,5 @@
-"""The ``healthcare`` command: serve, db, seed, backup, restore, patients, users, tokens, audit."""
+"""The ``healthcare`` command: serve, drain, db, seed, backup, restore, patients, users, tokens,
+audit."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from healthcare.db import migrate
 from healthcare.db.backup import BackupError
 from healthcare.db.database import Database
 from healthcare.db.roles import RoleError, grant_app_role
+from healthcare.draining import start_draining, stop_draining
 from healthcare.errors import ServiceError
 from healthcare.observability import write_line_now
 
@@ -92,14 +94,17 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
     from healthcare.metrics import fresh_multiprocess_dir
 
     fresh_multiprocess_dir()  # before anything is measured: every process adds up its samples
+    if port:
+        os.environ["PORT"] = str(port)  # the workers' settings name the port `drain` marks
     settings = load_settings()
+    stop_draining(settings.port)
     with _database(settings) as db:
         migrate.upgrade(db.engine)
         _first_admin(db, settings)
     Server(
         "healthcare.asgi:app",
         address=host,
-        port=port or settings.port,
+        port=settings.port,
         interface=Interfaces.ASGI,
         workers=workers or settings.web_concurrency,
         websockets=False,
@@ -108,6 +113,18 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
         workers_kill_timeout=30,
         log_access=False,
     ).serve()
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="The server's port [default: $PORT or 9000].")
+@_fail_cleanly
+def drain(port: int | None) -> None:
+    """Make /readyz answer 503, so the load balancer takes this server out before it is
+    stopped (deploy/compose/rolling-update.sh). Requests sent straight to it are still
+    answered; `serve` ends the draining when it starts again."""
+    port = port or load_settings().port
+    start_draining(port)
+    click.echo(f"draining: /readyz on port {port} answers 503 until the server starts again")
 
 
 @main.group()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from flask_openapi3 import OpenAPI
 from openapi_spec_validator import validate
 from sqlalchemy import Engine
 
 from healthcare.db import migrate
+from healthcare.draining import start_draining, stop_draining
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -54,6 +58,23 @@ def test_readyz_is_503_when_schema_is_behind(client: FlaskClient, engine: Engine
             conn.exec_driver_sql(
                 f"UPDATE alembic_version SET version_num = '{migrate.head_revision()}'"
             )
+
+
+def test_a_draining_server_is_not_ready_but_still_serves(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A rolling update drains a replica before stopping it: the balancer's probe fails, the
+    requests already on their way are still answered."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    port = client.application.extensions["healthcare.settings"].port
+    start_draining(port)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["detail"] == "The server is draining: it is about to stop."
+    assert client.get("/patients").status_code == 200
+    start_draining(port + 1)
+    stop_draining(port)
+    assert client.get("/readyz").status_code == 200  # another port's draining is not this one's
 
 
 def test_openapi_document_is_valid_3_1_and_generated_from_the_code(client: FlaskClient) -> None:

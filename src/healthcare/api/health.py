@@ -5,7 +5,7 @@ also gets the database kind and the schema revision."""
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,6 +15,7 @@ from healthcare.api.responses import PROBLEM_RESPONSES, json_response
 from healthcare.auth.web import identified_caller
 from healthcare.db import migrate
 from healthcare.db.database import current_database
+from healthcare.draining import is_draining
 
 api = APIBlueprint(
     "health_api", __name__, abp_tags=[Tag(name="health")], abp_responses=PROBLEM_RESPONSES
@@ -37,10 +38,12 @@ def healthz() -> Response:
 
 @api.get(
     "/readyz",
-    summary="The database answers and its schema is current",
+    summary="The server is not draining, the database answers and its schema is current",
     responses={200: Ready, 503: Problem},
 )
 def readyz() -> Response:
+    if is_draining(current_app.extensions["healthcare.settings"].port):
+        return problem(503, "Not ready", "The server is draining: it is about to stop.")
     engine = current_database().engine
     try:
         revision = migrate.current_revision(engine)
