@@ -42,15 +42,12 @@ from healthcare.auth.access import Actor
 from healthcare.config import Settings
 from healthcare.db import migrate
 from healthcare.db.database import Database
-from healthcare.db.engine import create_db_engine, write_transaction
+from healthcare.db.engine import create_db_engine
 from healthcare.db.models import patients
 from healthcare.exchange import export_lines, read_patients
 from healthcare.patients.bulk import import_patients
-from healthcare.patients.seed import insert_with_identity
 from healthcare.patients.service import FIELDS, WRITABLE, to_api
-from identity_data import People, Person, stored_row
-
-BATCH = 20_000
+from identity_data import People, Person, insert_people
 
 
 def _fresh_database(folder: Path) -> str:
@@ -70,16 +67,7 @@ def _people(count: int, seed: int) -> Iterator[Person]:
 def seed(url: str, rows: int) -> None:
     engine = create_db_engine(url)
     started = time.perf_counter()
-    batch: list[dict[str, Any]] = []
-    for person in _people(rows, seed=11):
-        batch.append(stored_row(person))
-        if len(batch) == BATCH:
-            with write_transaction(engine) as conn:
-                insert_with_identity(conn, batch, "MRN")
-            batch = []
-    if batch:
-        with write_transaction(engine) as conn:
-            insert_with_identity(conn, batch, "MRN")
+    insert_people(engine, rows, seed=11)
     engine.dispose()
     print(f"  seeded {rows:,} patients in {time.perf_counter() - started:.0f} s")
 
@@ -204,17 +192,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--searches", type=int, default=200, help="searches of each kind")
-    parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument("--import-rows", type=int, default=100_000, help="0 to skip")
+    parser.add_argument("--database", help="search this database (made before) instead of "
+                        "seeding a new one: e.g. identity_bench.py's")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
         folder = Path(tmp)
-        url = _fresh_database(folder)
-        _run(f"FHIR search at {args.rows:,} patients (SQLite, in process):", lambda: (
-            seed(url, args.rows), time_fhir_searches(url, folder, args.searches)
-        ))  # fmt: skip
-        _run("Bulk import and export (SQLite):", lambda: import_and_round_trip(
-            folder, args.import_rows
-        ))  # fmt: skip
+        if args.database:
+            _run(f"FHIR search on {args.database} (in process):", lambda: time_fhir_searches(
+                args.database, folder, args.searches
+            ))  # fmt: skip
+        else:
+            url = _fresh_database(folder)
+            _run(f"FHIR search at {args.rows:,} patients (SQLite, in process):", lambda: (
+                seed(url, args.rows), time_fhir_searches(url, folder, args.searches)
+            ))  # fmt: skip
+        if args.import_rows:
+            _run("Bulk import and export (SQLite):", lambda: import_and_round_trip(
+                folder, args.import_rows
+            ))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from healthcare.patients.seed import FAMILY, GIVEN
+
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 SEARCH_TERMS = ["ver", "asha", "zoe", "garc", "smi", "asha verma", "nguyen", "petro", "kim", "ol"]
@@ -72,6 +74,12 @@ def lua_script(path: Path, kind: str, rows: int, token: str, prefixes: list[str]
     repeat one URL, as the first release's benchmark did."""
     authorization = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
     terms = "terms = {" + ", ".join(f'"{quote(t)}"' for t in prefixes) + "}\n"
+    # New patients are named like the seeded ones, so each create's duplicate check meets the
+    # candidates a clinic's would (people of the same name already on record).
+    names = "".join(
+        f"{table} = {{" + ", ".join(f'"{n}"' for n in chosen) + "}\n"
+        for table, chosen in (("given", GIVEN), ("family", FAMILY))
+    )
     scripts = {
         "get": "request = function() return "
         f'wrk.format("GET", "/patients/" .. math.random(1, {rows})) end',
@@ -82,9 +90,10 @@ def lua_script(path: Path, kind: str, rows: int, token: str, prefixes: list[str]
         "terms[math.random(1, #terms)]) end",
         "search-cached": 'request = function() return wrk.format("GET", "/patients?q=ver") end',
         "post": 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        'request = function() return wrk.format(nil, "/patients", nil, '
-        '\'{"name": "Bench Patient \' .. math.random(1, 1000000) .. \'", "age": 40, '
-        '"disease": "Asthma"}\') end',
+        + names
+        + 'request = function() return wrk.format(nil, "/patients", nil, \'{"name": "\' .. '
+        'given[math.random(#given)] .. " " .. family[math.random(#family)] .. '
+        '\'", "age": \' .. math.random(0, 99) .. \', "disease": "Asthma"}\') end',
     }
     script = path / f"{kind}.lua"
     script.write_text(authorization + scripts[kind] + "\n")

@@ -10,9 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate, product
 from typing import Any
 
+from sqlalchemy import Engine
+
+from healthcare.db.engine import write_transaction
 from healthcare.patients.identifiers import folded, phone_key
 from healthcare.patients.matching import NICKNAMES, name_key
 from healthcare.patients.search import fold
+from healthcare.patients.seed import insert_with_identity
 
 ONSETS = "b br c ch d f g gr h j k l m n p r s sh st t v w z".split()
 VOWELS = "a e i o u ai ea ou".split()
@@ -152,3 +156,14 @@ def stored_row(person: Person, now: datetime | None = None) -> dict[str, Any]:
         "updated_at": now,
         "version": 1,
     }
+
+
+def insert_people(engine: Engine, count: int, seed: int, batch_size: int = 20_000) -> None:
+    """``count`` people of ``People(seed)`` stored as the service would, a batch at a time."""
+    people = People(seed)
+    done = 0
+    while done < count:
+        batch = [stored_row(people.person()) for _ in range(min(batch_size, count - done))]
+        with write_transaction(engine) as conn:
+            insert_with_identity(conn, batch, "MRN")
+        done += len(batch)

@@ -88,8 +88,8 @@ def audit_guard_lifted(engine: Engine) -> Iterator[Connection]:
             yield conn
             return
         guards = conn.execute(
-            text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' "
-                 "AND type = 'trigger'")
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+                 "('audit_events', 'audit_disclosures')")
         ).all()  # fmt: skip
         for name, _sql in guards:
             conn.execute(text(f"DROP TRIGGER {name}"))

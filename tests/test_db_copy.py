@@ -21,7 +21,7 @@ from healthcare.auth.sessions import COOKIE
 from healthcare.cli import main
 from healthcare.db import migrate
 from healthcare.db.engine import create_db_engine
-from healthcare.db.models import audit_events
+from healthcare.db.models import Base, audit_events
 from tests.auth.test_sessions import sign_in
 from tests.conftest import (
     Account,
@@ -80,6 +80,8 @@ def test_copy_moves_every_record_and_the_copy_serves_as_before(
 ) -> None:
     kept = [new_patient(client, name=f"Patient {i}", age=20 + i) for i in range(3)]
     assert client.patch(f"/patients/{kept[0]['id']}", json={"age": 61}).status_code == 200
+    known = {"system": "nhs", "value": "9434765919"}
+    identified = new_patient(client, name="Asha Verma", identifiers=[known])
     client.delete(f"/patients/{kept[1]['id']}")
     purged = new_patient(client, name="Purged later")
     client.delete(f"/patients/{purged['id']}")
@@ -87,6 +89,7 @@ def test_copy_moves_every_record_and_the_copy_serves_as_before(
     browser = app.test_client()
     assert sign_in(browser, "clinician").status_code == 303
     source_patients = _patients(client)
+    source_history = client.get(f"/patients/{kept[0]['id']}/history").json["items"]
     app.extensions["healthcare.db"].pending_audit.flush()  # the reads' audit rows, written now
     source_audit = _audit_tail(app.extensions["healthcare.db"].engine)
 
@@ -103,10 +106,23 @@ def test_copy_moves_every_record_and_the_copy_serves_as_before(
         served.get("/patients?limit=100", headers=bearer(accounts["admin"].token)).json["items"]
         == source_patients
     )
+    admin = bearer(accounts["admin"].token)
+    history = served.get(f"/patients/{kept[0]['id']}/history", headers=admin).json["items"]
+    assert history == source_history
+    by_identifier = served.get("/patients?identifier=nhs|9434765919", headers=admin).json
+    assert [p["id"] for p in by_identifier["items"]] == [identified["id"]]
+    access_log = served.get(f"/patients/{identified['id']}/access-log", headers=admin).json
+    assert "patient.list" in {e["action"] for e in access_log["items"]}  # the disclosures moved
     served.set_cookie(COOKIE, browser.get_cookie(COOKIE).value)
     assert served.get("/me").json["username"] == "clinician"
     served.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {accounts['admin'].token}"
     assert new_patient(served, name="After the move")["id"] > purged["id"]
+
+
+def test_every_table_is_copied_or_set_by_the_copy() -> None:
+    """A table added later cannot be left behind by the upgrade path unnoticed."""
+    assert {*copy.COPIED_TABLES, *copy.DERIVED_TABLES} == set(Base.metadata.tables.values())
+    assert len(copy.COPIED_TABLES) + len(copy.DERIVED_TABLES) == len(Base.metadata.tables)
 
 
 def test_copy_refuses_a_target_that_is_not_empty(

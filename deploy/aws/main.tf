@@ -5,37 +5,51 @@ locals {
   ssh_enabled        = var.ssh_public_key != ""
   tls_enabled        = var.domain_name != ""
   public_ports       = local.tls_enabled ? [80, 443] : [var.app_port]
-  data_mount         = "/var/lib/docker/volumes/healthcare_data/_data"
   data_volume_device = "/dev/sdf"
+  audit_log_group    = var.ship_audit_checkpoints ? "/${var.name}/audit-checkpoints" : ""
 }
 
-data "aws_ssm_parameter" "al2023_ami" {
-  name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-}
-
-data "aws_vpc" "default" {
-  default = true
-}
-
-data "aws_subnets" "default" {
-  filter {
-    name   = "vpc-id"
-    values = [data.aws_vpc.default.id]
-  }
-  filter {
-    name   = "default-for-az"
-    values = ["true"]
-  }
+module "network" {
+  source = "./modules/default-vpc"
 }
 
 data "aws_subnet" "chosen" {
-  id = sort(data.aws_subnets.default.ids)[0]
+  id = module.network.subnet_ids[0]
+}
+
+module "keys" {
+  source = "./modules/keys"
+
+  name               = var.name
+  key_description    = "${var.name} volumes and secret key"
+  secret_description = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the instance at first boot"
+  log_group_names    = compact([local.audit_log_group])
+}
+
+module "server" {
+  source = "./modules/app-server"
+
+  name                = "${var.name}-instance"
+  secrets_policy_name = "read-secret-key" # its name from before the module: a new name replaces it
+  region              = var.region
+  kms_key_arn         = module.keys.kms_key_arn
+  secret_key_arn      = module.keys.secret_key_arn
+  audit_key_arn       = module.keys.audit_key_arn
+  data_volume_id      = aws_ebs_volume.data.id
+  repository_url      = var.repository_url
+  repository_ref      = var.repository_ref
+  app_port            = var.app_port
+  domain_name         = var.domain_name
+  trusted_proxies     = local.tls_enabled ? 1 : 0 # Caddy in front: believe its forwarded headers
+
+  audit_log_group_name     = local.audit_log_group
+  audit_log_retention_days = var.audit_log_retention_days
 }
 
 resource "aws_security_group" "service" {
   name        = "${var.name}-service"
   description = "healthcare: the service port for allowed_cidrs, SSH only from admin_cidr"
-  vpc_id      = data.aws_vpc.default.id
+  vpc_id      = module.network.vpc_id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "service" {
@@ -92,94 +106,12 @@ resource "aws_key_pair" "admin" {
   public_key = var.ssh_public_key
 }
 
-# Who may assume each of the two roles: the instance, and the snapshot service.
-data "aws_iam_policy_document" "assume" {
-  for_each = { instance = "ec2.amazonaws.com", snapshots = "dlm.amazonaws.com" }
-
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = [each.value]
-    }
-  }
-}
-
-resource "aws_iam_role" "instance" {
-  name               = "${var.name}-instance"
-  assume_role_policy = data.aws_iam_policy_document.assume["instance"].json
-}
-
-resource "aws_iam_role_policy_attachment" "ssm_core" {
-  role       = aws_iam_role.instance.name
-  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-}
-
-data "aws_iam_policy_document" "read_secret" {
-  statement {
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
-    resources = [aws_secretsmanager_secret.secret_key.arn]
-  }
-  statement {
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.data.arn]
-  }
-}
-
-resource "aws_iam_role_policy" "read_secret" {
-  name   = "read-secret-key"
-  role   = aws_iam_role.instance.id
-  policy = data.aws_iam_policy_document.read_secret.json
-}
-
-resource "aws_iam_instance_profile" "instance" {
-  name = "${var.name}-instance"
-  role = aws_iam_role.instance.name
-}
-
-data "aws_caller_identity" "current" {}
-
-data "aws_iam_policy_document" "kms" {
-  # checkov:skip=CKV_AWS_111: a key policy's "*" resource means this one key; this is AWS's default key policy, which delegates access to IAM
-  # checkov:skip=CKV_AWS_356: as above, the resource of a key policy statement is always the key it is attached to
-  # checkov:skip=CKV_AWS_109: as above; without the account's administration statement the key could become unmanageable
-  statement {
-    sid       = "AccountAdministersTheKey"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-}
-
-# One customer-managed key for everything that holds health data or its secret, so that every
-# use of it is in CloudTrail and it can be revoked.
-resource "aws_kms_key" "data" {
-  description             = "${var.name} volumes and secret key"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
-}
-
-# The application's secret key: Terraform makes an empty secret, and the instance stores a
-# random key in it at first boot (see secret_key in the bootstrap), so the key is never in user
-# data, the plan or the state, and a re-apply does not rotate it.
-resource "aws_secretsmanager_secret" "secret_key" {
-  # checkov:skip=CKV2_AWS_57: rotating the key ends every browser session at once; it is rotated on purpose (docs/deploy-aws.md), not on a schedule
-  name                    = "${var.name}/secret-key"
-  description             = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the instance at first boot"
-  kms_key_id              = aws_kms_key.data.arn
-  recovery_window_in_days = 30
-}
-
 resource "aws_instance" "service" {
-  ami                    = data.aws_ssm_parameter.al2023_ami.value
+  ami                    = module.server.ami_id
   instance_type          = var.instance_type
   subnet_id              = data.aws_subnet.chosen.id
   vpc_security_group_ids = [aws_security_group.service.id]
-  iam_instance_profile   = aws_iam_instance_profile.instance.name
+  iam_instance_profile   = module.server.instance_profile_name
   key_name               = local.ssh_enabled ? aws_key_pair.admin[0].key_name : null
   monitoring             = true
   ebs_optimized          = true
@@ -194,25 +126,11 @@ resource "aws_instance" "service" {
     volume_type           = "gp3"
     volume_size           = 16
     encrypted             = true
-    kms_key_id            = aws_kms_key.data.arn
+    kms_key_id            = module.keys.kms_key_arn
     delete_on_termination = true
   }
 
-  user_data = templatefile("${path.module}/cloud-init.sh.tftpl", {
-    repository_url  = var.repository_url
-    repository_ref  = var.repository_ref
-    region          = var.region
-    secret_id       = aws_secretsmanager_secret.secret_key.arn
-    data_volume_id  = aws_ebs_volume.data.id
-    data_mount      = local.data_mount
-    app_port        = var.app_port
-    bind_address    = local.tls_enabled ? "127.0.0.1" : "0.0.0.0"
-    domain_name     = var.domain_name
-    trusted_proxies = local.tls_enabled ? 1 : 0 # Caddy in front: believe its forwarded headers
-    # High-availability mode only (deploy/aws/ha): the RDS database
-    database_secret_arn = ""
-    database_endpoint   = ""
-  })
+  user_data                   = module.server.user_data
   user_data_replace_on_change = false
 
   tags = { Name = var.name }
@@ -223,7 +141,7 @@ resource "aws_ebs_volume" "data" {
   size              = var.data_volume_size
   type              = "gp3"
   encrypted         = true
-  kms_key_id        = aws_kms_key.data.arn
+  kms_key_id        = module.keys.kms_key_arn
 
   tags = {
     Name     = "${var.name}-data"
@@ -237,9 +155,19 @@ resource "aws_volume_attachment" "data" {
   instance_id = aws_instance.service.id
 }
 
+data "aws_iam_policy_document" "dlm_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["dlm.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_iam_role" "dlm" {
   name               = "${var.name}-snapshots"
-  assume_role_policy = data.aws_iam_policy_document.assume["snapshots"].json
+  assume_role_policy = data.aws_iam_policy_document.dlm_assume.json
 }
 
 resource "aws_iam_role_policy_attachment" "dlm" {

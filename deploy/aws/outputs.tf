@@ -22,3 +22,8 @@ output "security_group_id" {
   description = "The instance's security group (deploy/aws/ha's migration_source_security_group_id while moving)."
   value       = aws_security_group.service.id
 }
+
+output "audit_log_group_name" {
+  description = "The CloudWatch Logs group holding the shipped audit checkpoints (null when not shipped)."
+  value       = try(module.server.audit_log_group.name, null)
+}

@@ -1,7 +1,8 @@
 """Copy every record from one database to another (the upgrade path from SQLite to PostgreSQL).
 
-The target must be empty. Its schema is brought to the head revision, then patients, users,
-API tokens, browser sessions and the audit trail are copied row for row, ids kept, in one
+The target must be empty. Its schema is brought to the head revision, then every table (users,
+API tokens, browser sessions, patients with their identifiers and versions, the audit trail
+with the patients each listing disclosed) is copied row for row, ids kept, in one
 target transaction (a failure leaves the target as empty as it was). The audit chain head and
 the id sequences move with them, so ids are never handed out twice on the target either.
 Afterwards the copy is checked against the source: every table's row count and a digest of its
@@ -26,16 +27,26 @@ from healthcare.db.engine import write_transaction
 from healthcare.db.models import (
     api_tokens,
     audit_chain,
+    audit_disclosures,
     audit_events,
+    patient_identifiers,
     patient_totals,
+    patient_versions,
     patients,
     user_sessions,
     users,
 )
+from healthcare.db.raw import MultiRowInsert
 from healthcare.errors import Conflict
 
-COPIED_TABLES = (users, api_tokens, user_sessions, patients, audit_events)
-SEQUENCED_TABLES = (users, api_tokens, patients)
+# Every table, rows and all, except the two one-row tables the copy sets itself (the totals,
+# kept by triggers as the patients go in, and the chain head). Parents before children.
+COPIED_TABLES = (
+    users, api_tokens, user_sessions, patients, patient_identifiers, patient_versions,
+    audit_events, audit_disclosures,
+)  # fmt: skip
+DERIVED_TABLES = (patient_totals, audit_chain)
+SEQUENCED_TABLES = (users, api_tokens, patients, patient_identifiers)
 BATCH_ROWS = 2000
 
 
@@ -122,8 +133,12 @@ def _portable(value: Any) -> Any:
 
 
 def _copy_rows(reading: Connection, writing: Connection, table: Table) -> None:
+    """In multi-row INSERT statements: each fires PostgreSQL's statement triggers once (the
+    patient totals), where a row at a time would fire them for every row."""
+    columns = tuple(column.name for column in table.columns)
+    insert_rows = MultiRowInsert(table, columns)
     for batch in _rows(reading, table):
-        writing.execute(table.insert(), batch)
+        insert_rows.run(writing, [tuple(row[name] for name in columns) for row in batch])
 
 
 def _copy_chain_head(reading: Connection, writing: Connection) -> None:

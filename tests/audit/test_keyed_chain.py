@@ -309,3 +309,45 @@ def test_another_key_is_named_not_taken_for_tampering(
         db.write(lambda conn: trail.append(conn, [event]))
     report = trail.verify(db.engine)
     assert "keyed with another audit key" in report.reason
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "DELETE FROM audit_disclosures WHERE patient_id = :listed",
+        "INSERT INTO audit_disclosures (event_id, patient_id) VALUES (:listing, :other)",
+    ],
+)
+def test_a_disclosure_taken_out_of_or_added_to_a_listing_is_named(
+    client: FlaskClient, db: Database, tamper: str
+) -> None:
+    """Issue 13, items 1 and 3: the patients a listing returned are covered by its row's HMAC,
+    so a patient's access log cannot lose (or gain) a listing unseen."""
+    listed = new_patient(client, name="Listed Person")["id"]
+    other = new_patient(client, name="Other Person")["id"]
+    assert client.get("/patients?q=listed").json["total"] == 1
+    [listing] = audit_rows(db, action="patient.list")
+    assert trail.verify(db.engine).intact
+    with audit_guard_lifted(db.engine) as conn:
+        conn.execute(text(tamper), {"listed": listed, "listing": listing["id"], "other": other})
+    report = trail.verify(db.engine)
+    assert (report.broken_at, report.reason) == (
+        listing["id"], f"row {listing['id']} does not match its hash",
+    )  # fmt: skip
+
+
+def test_disclosures_of_an_event_beyond_the_trail_are_named(
+    client: FlaskClient, db: Database
+) -> None:
+    listed = new_patient(client, name="Listed Person")["id"]
+    client.get("/patients")
+    last = audit_rows(db)[-1]["id"]
+    with audit_guard_lifted(db.engine) as conn:
+        conn.execute(
+            text("INSERT INTO audit_disclosures (event_id, patient_id) VALUES (:event, :pid)"),
+            {"event": last + 5, "pid": listed},
+        )
+    report = trail.verify(db.engine)
+    assert (report.broken_at, report.reason) == (
+        last + 5, f"disclosure rows name event {last + 5}, which is not in the trail",
+    )  # fmt: skip

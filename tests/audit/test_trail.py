@@ -205,6 +205,28 @@ def test_postgresql_refuses_to_truncate_the_audit_trail(client: FlaskClient, db:
     assert len(audit_rows(db)) == 1
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_disclosures SET patient_id = 0",
+        "DELETE FROM audit_disclosures",
+        "TRUNCATE audit_disclosures",
+    ],
+)
+def test_the_database_refuses_to_change_the_patients_a_listing_disclosed(
+    client: FlaskClient, db: Database, statement: str
+) -> None:
+    if statement.startswith("TRUNCATE") and db.dialect != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's; SQLite has only DELETE, refused above")
+    new_patient(client, name="Listed Person")
+    client.get("/patients")
+    db.pending_audit.flush()
+    with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+        conn.execute(text(statement))
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_disclosures")).scalar() == 1
+
+
 def test_audit_search_filters_and_pages(
     client_as: Callable[[str], FlaskClient], db: Database
 ) -> None:

@@ -58,6 +58,7 @@ ROUTES: dict[str, Route] = {
     "ui.patient_edit": Route("GET", "/ui/patients/{pid}/edit", WRITERS),
     "ui.patient_delete": Route("GET", "/ui/patients/{pid}/delete", WRITERS),
     "ui.patient_restore": Route("POST", "/ui/patients/{pid}/restore", WRITERS),
+    "ui.patient_unmerge": Route("POST", "/ui/patients/{pid}/unmerge", ADMINS),
     "ui.deleted_list": Route("GET", "/ui/patients/deleted", ADMINS),
     "ui.patient_history": Route("GET", "/ui/patients/{pid}/history", READERS),
     "ui.patient_merge": Route("GET", "/ui/patients/{pid}/merge", WRITERS),

@@ -85,6 +85,9 @@ def runner_env(owner_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "CREATE TABLE shadow (id int)",
         "UPDATE alembic_version SET version_num = '0001'",
         "DELETE FROM audit_chain",
+        "DELETE FROM audit_disclosures",
+        "UPDATE audit_disclosures SET patient_id = 0",
+        "DROP TRIGGER audit_disclosures_no_change ON audit_disclosures",
     ],
 )
 def test_the_app_role_cannot_lift_the_audit_guard(app_engine: Engine, statement: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_browser import (  # noqa: F401 - fixtures
+    ADMIN_PASSWORD,
     NURSE_PASSWORD,
     Site,
     assert_accessible,
@@ -54,6 +55,7 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
 
     page.get_by_role("button", name="Create anyway").click()
     page.wait_for_url(re.compile(r".*/ui/patients/\d+$"))
+    duplicate_url = page.url
     expect(page.get_by_text("Asha Vrema was added.")).to_be_visible()
     expect(page.locator("h1 .mrn")).to_have_text(re.compile(r"^MRN\d{9}$"))
 
@@ -82,3 +84,14 @@ def test_a_likely_duplicate_is_shown_before_saving_and_history_reads_as_a_differ
     page.get_by_role("button", name="Merge the duplicate into this record").click()
     expect(page.get_by_text("was merged into this one")).to_be_visible()
     context.close()
+
+    admin = new_context(chromium, axe_source, viewport={"width": 1280, "height": 900})
+    page = admin.new_page()
+    sign_in(page, site.url, "admin", ADMIN_PASSWORD)
+    page.goto(duplicate_url)
+    expect(page.locator("#merged")).to_contain_text(f"record {first['id']}")
+    assert_accessible(page, "merged record")
+    page.get_by_role("button", name="Undo this merge").click()
+    expect(page.get_by_text("The merge was undone")).to_be_visible()
+    expect(page.locator("#merged")).to_have_count(0)
+    admin.close()

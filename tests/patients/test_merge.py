@@ -120,6 +120,38 @@ def test_undo_is_refused_once_the_survivor_has_changed(
     assert "changed since the merge" in response.json["detail"]
 
 
+def test_a_merge_that_keeps_every_value_of_the_survivor_is_in_its_history_and_undone(
+    client: FlaskClient, pair: tuple[dict, dict]
+) -> None:
+    survivor, _ = pair
+    plain = client.post(f"/patients{CONFIRM}", json={"name": "Asha Verma", "age": 36}).json
+    merged = _merge(client, survivor, plain)
+    assert merged.status_code == 200
+    assert merged.json["version"] == survivor["version"] + 1
+    history = client.get(f"/patients/{survivor['id']}/history").json["items"]
+    assert (history[0]["action"], history[0]["changes"]) == ("patient.merge", [])
+    undone = client.post(f"/patients/{plain['id']}/unmerge")
+    assert undone.status_code == 200, undone.json
+    assert undone.json["merged_into"] is None
+    history = client.get(f"/patients/{survivor['id']}/history").json["items"]
+    assert history[0]["action"] == "patient.unmerge"
+
+
+def test_undo_is_refused_once_the_survivor_took_another_merge(
+    client: FlaskClient, pair: tuple[dict, dict]
+) -> None:
+    survivor, source = pair
+    assert _merge(client, survivor, source, "phone").status_code == 200
+    third = client.post(f"/patients{CONFIRM}", json={"name": "A. Verma", "age": 36}).json
+    survivor = client.get(f"/patients/{survivor['id']}").json
+    assert _merge(client, survivor, third).status_code == 200
+    refused = client.post(f"/patients/{source['id']}/unmerge")
+    assert refused.status_code == 409
+    assert "changed since the merge" in refused.json["detail"]
+    assert client.get(f"/patients/{survivor['id']}").json["phone"] == "555 0199"
+    assert client.post(f"/patients/{third['id']}/unmerge").status_code == 200
+
+
 def test_undo_needs_the_versions_from_before_the_merge(
     client: FlaskClient, db: Database, pair: tuple[dict, dict]
 ) -> None:

@@ -119,7 +119,14 @@ def test_search_words_are_always_plain_word_characters(text: str) -> None:
         assert all(ch.isalnum() or ch == "_" for ch in word)
 
 
-def test_a_listing_page_skips_rows_in_the_active_ids_index(db: Database) -> None:
+def test_a_listing_page_skips_rows_in_the_active_ids_index(
+    db: Database, client: FlaskClient
+) -> None:
+    """The page's ids come from the narrow index of active patients' ids; only the page's own
+    rows are read. (On an empty table every partial index costs the same to a planner, so
+    there are patients, and PostgreSQL has statistics, as autovacuum would give it.)"""
+    for n in range(30):
+        new_patient(client, name=f"Listed {n}")
     listing, params = queries.patient_listing(PatientQuery(offset=10), db.dialect)
     sql, arguments = listing.page.arguments(db.engine, params)
     with db.reading() as conn:
@@ -128,6 +135,7 @@ def test_a_listing_page_skips_rows_in_the_active_ids_index(db: Database) -> None
                 str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", arguments)
             )
         else:
+            conn.exec_driver_sql("ANALYZE patients")
             conn.exec_driver_sql("SET enable_seqscan = off")
             plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN {sql}", arguments))
-    assert "ix_patients_active_id" in plan
+    assert "ix_patients_active_id" in plan, plan

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask.testing import FlaskClient
 
 from tests.conftest import new_patient
@@ -101,3 +103,31 @@ def test_merging_a_duplicate_field_by_field(
     )
     assert stale.status_code == 303
     assert client.get(f"/patients/{survivor['id']}").json["version"] == kept["version"]
+
+
+def test_an_admin_undoes_a_merge_from_the_closed_record(
+    as_role: Callable[[str], Browser],  # noqa: F811
+    clinician: Browser,  # noqa: F811
+    client: FlaskClient,
+) -> None:
+    survivor = new_patient(client, **ASHA, age=None)
+    body = {**ASHA, "name": "Asha Vrema", "phone": "555 0199"}
+    duplicate = client.post("/patients?confirm_not_duplicate=true", json=body).json
+    merge = {"source_id": duplicate["id"], "source_version": 1, "target_version": 1,
+             "take_from_source": ["phone"]}  # fmt: skip
+    assert client.post(f"/patients/{survivor['id']}/merge", json=merge).status_code == 200
+    closed = f"/ui/patients/{duplicate['id']}"
+    admin = as_role("admin")
+    assert "Undo this merge" not in clinician.text(closed)
+    assert clinician.post(f"{closed}/unmerge").status_code == 403
+    assert client.get(f"/patients/{duplicate['id']}").json["merged_into"] == survivor["id"]
+    assert "Undo this merge" in admin.text(closed)
+    undone = admin.post(f"{closed}/unmerge")
+    assert undone.status_code == 303
+    assert "The merge was undone" in admin.text(closed)
+    assert client.get(f"/patients/{duplicate['id']}").json["merged_into"] is None
+    assert client.get(f"/patients/{survivor['id']}").json["phone"] == ASHA["phone"]
+    assert "Version 3: merge undone" in admin.text(f"/ui/patients/{survivor['id']}/history")
+    again = admin.post(f"{closed}/unmerge")
+    assert again.status_code == 303
+    assert f"Nothing was undone: Patient {duplicate['id']} is not merged." in admin.text(closed)

@@ -19,7 +19,7 @@ resource "aws_lb_target_group" "app" {
   name                 = "${var.name}-app"
   port                 = var.app_port
   protocol             = "HTTP"
-  vpc_id               = data.aws_vpc.default.id
+  vpc_id               = module.network.vpc_id
   deregistration_delay = 30 # a stopping server finishes its requests (granian waits 30 s)
 
   health_check {

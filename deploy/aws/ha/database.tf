@@ -63,7 +63,7 @@ resource "aws_db_instance" "db" {
   username              = "healthcare"
 
   manage_master_user_password   = true
-  master_user_secret_kms_key_id = aws_kms_key.data.arn
+  master_user_secret_kms_key_id = module.keys.kms_key_arn
 
   multi_az               = true
   db_subnet_group_name   = aws_db_subnet_group.db.name
@@ -72,7 +72,7 @@ resource "aws_db_instance" "db" {
   parameter_group_name   = aws_db_parameter_group.db.name
 
   storage_encrypted = true
-  kms_key_id        = aws_kms_key.data.arn
+  kms_key_id        = module.keys.kms_key_arn
 
   backup_retention_period   = var.db_backup_retention_days
   backup_window             = "02:00-02:45"
@@ -85,7 +85,7 @@ resource "aws_db_instance" "db" {
   auto_minor_version_upgrade          = true
   iam_database_authentication_enabled = true
   performance_insights_enabled        = true
-  performance_insights_kms_key_id     = aws_kms_key.data.arn
+  performance_insights_kms_key_id     = module.keys.kms_key_arn
   monitoring_interval                 = 60
   monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]

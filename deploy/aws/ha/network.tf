@@ -5,48 +5,32 @@
 
 locals {
   https      = !var.allow_plain_http
-  subnet_ids = sort(data.aws_subnets.default.ids)
+  subnet_ids = module.network.subnet_ids
 }
 
-data "aws_vpc" "default" {
-  default = true
-}
+module "network" {
+  source = "../modules/default-vpc"
 
-data "aws_subnets" "default" {
-  filter {
-    name   = "vpc-id"
-    values = [data.aws_vpc.default.id]
-  }
-  filter {
-    name   = "default-for-az"
-    values = ["true"]
-  }
-
-  lifecycle {
-    postcondition {
-      condition     = length(self.ids) >= 2
-      error_message = "the default VPC needs subnets in at least two availability zones."
-    }
-  }
+  min_subnets = 2
 }
 
 # Internet -> load balancer -> app servers -> database, and nothing else.
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
   description = "healthcare load balancer: 443 (and 80, which redirects) from allowed_cidrs"
-  vpc_id      = data.aws_vpc.default.id
+  vpc_id      = module.network.vpc_id
 }
 
 resource "aws_security_group" "app" {
   name        = "${var.name}-app"
   description = "healthcare app servers: the app port from the load balancer only"
-  vpc_id      = data.aws_vpc.default.id
+  vpc_id      = module.network.vpc_id
 }
 
 resource "aws_security_group" "db" {
   name        = "${var.name}-db"
   description = "healthcare database: PostgreSQL from the app servers only"
-  vpc_id      = data.aws_vpc.default.id
+  vpc_id      = module.network.vpc_id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb" {

@@ -22,3 +22,8 @@ output "autoscaling_group_name" {
   description = "The app servers' group: `aws autoscaling start-instance-refresh --auto-scaling-group-name` replaces them one by one."
   value       = aws_autoscaling_group.app.name
 }
+
+output "audit_log_group_name" {
+  description = "The CloudWatch Logs group holding the shipped audit checkpoints (null when not shipped)."
+  value       = try(module.server.audit_log_group.name, null)
+}

@@ -1,37 +1,12 @@
-data "aws_caller_identity" "current" {}
-
-data "aws_iam_policy_document" "kms" {
-  # checkov:skip=CKV_AWS_111: a key policy's "*" resource means this one key; this is AWS's default key policy, which delegates access to IAM
-  # checkov:skip=CKV_AWS_356: as above, the resource of a key policy statement is always the key it is attached to
-  # checkov:skip=CKV_AWS_109: as above; without the account's administration statement the key could become unmanageable
-  statement {
-    sid       = "AccountAdministersTheKey"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-}
-
 # One customer-managed key for everything that holds health data or a secret: the servers'
-# volumes, the database, its backups and Performance Insights, the two secrets.
-resource "aws_kms_key" "data" {
-  description             = "${var.name} volumes, database and secrets"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
-}
+# volumes, the database, its backups and Performance Insights, the secrets. The application's
+# secret key is shared by every server (sessions and CSRF tokens made by one are checked by
+# another), and so is the audit key (every server extends the one hash chain).
+module "keys" {
+  source = "../modules/keys"
 
-# The application's secret key, shared by every server (sessions and CSRF tokens made by one
-# are checked by another). Terraform makes an empty secret and the first server to boot stores
-# a random key in it (see secret_key in the bootstrap): the key is never in user data, the plan
-# or the state, and a re-apply does not rotate it.
-resource "aws_secretsmanager_secret" "secret_key" {
-  # checkov:skip=CKV2_AWS_57: rotating the key ends every browser session at once; it is rotated on purpose (docs/deploy-aws.md), not on a schedule
-  name                    = "${var.name}/secret-key"
-  description             = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the first server at boot"
-  kms_key_id              = aws_kms_key.data.arn
-  recovery_window_in_days = 30
+  name               = var.name
+  key_description    = "${var.name} volumes, database and secrets"
+  secret_description = "HEALTHCARE_SECRET_KEY for ${var.name}, stored by the first server at boot"
+  log_group_names    = compact([local.audit_log_group])
 }

@@ -1,67 +1,41 @@
 # The app servers: a launch template (the same bootstrap as the single instance, without its
 # data volume) and an Auto Scaling group over every zone, health-checked by the load balancer.
 
-data "aws_ssm_parameter" "al2023_ami" {
-  name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+locals {
+  audit_log_group = var.ship_audit_checkpoints ? "/${var.name}/audit-checkpoints" : ""
 }
 
-data "aws_iam_policy_document" "instance_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
+module "server" {
+  source = "../modules/app-server"
+
+  name            = "${var.name}-app"
+  region          = var.region
+  kms_key_arn     = module.keys.kms_key_arn
+  secret_key_arn  = module.keys.secret_key_arn
+  audit_key_arn   = module.keys.audit_key_arn
+  repository_url  = var.repository_url
+  repository_ref  = var.repository_ref
+  app_port        = var.app_port
+  trusted_proxies = 1 # HTTPS ends at the load balancer, whose X-Forwarded-For and -Proto are believed
+  database = {
+    endpoint   = aws_db_instance.db.endpoint
+    secret_arn = aws_db_instance.db.master_user_secret[0].secret_arn
   }
-}
 
-resource "aws_iam_role" "instance" {
-  name               = "${var.name}-app"
-  assume_role_policy = data.aws_iam_policy_document.instance_assume.json
-}
-
-resource "aws_iam_role_policy_attachment" "ssm_core" {
-  role       = aws_iam_role.instance.name
-  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-}
-
-# Each server reads the two secrets it needs at boot (and stores the first key), nothing else.
-data "aws_iam_policy_document" "read_secrets" {
-  statement {
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
-    resources = [aws_secretsmanager_secret.secret_key.arn]
-  }
-  statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_db_instance.db.master_user_secret[0].secret_arn]
-  }
-  statement {
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.data.arn]
-  }
-}
-
-resource "aws_iam_role_policy" "read_secrets" {
-  name   = "read-secrets"
-  role   = aws_iam_role.instance.id
-  policy = data.aws_iam_policy_document.read_secrets.json
-}
-
-resource "aws_iam_instance_profile" "instance" {
-  name = "${var.name}-app"
-  role = aws_iam_role.instance.name
+  audit_log_group_name     = local.audit_log_group
+  audit_log_retention_days = var.audit_log_retention_days
 }
 
 resource "aws_launch_template" "app" {
   name_prefix            = "${var.name}-app-"
-  image_id               = data.aws_ssm_parameter.al2023_ami.value
+  image_id               = module.server.ami_id
   instance_type          = var.instance_type
   vpc_security_group_ids = [aws_security_group.app.id]
   ebs_optimized          = true
   update_default_version = true
 
   iam_instance_profile {
-    arn = aws_iam_instance_profile.instance.arn
+    arn = module.server.instance_profile_arn
   }
 
   metadata_options {
@@ -80,25 +54,12 @@ resource "aws_launch_template" "app" {
       volume_type           = "gp3"
       volume_size           = 16
       encrypted             = true
-      kms_key_id            = aws_kms_key.data.arn
+      kms_key_id            = module.keys.kms_key_arn
       delete_on_termination = true
     }
   }
 
-  user_data = base64encode(templatefile("${path.module}/../cloud-init.sh.tftpl", {
-    repository_url      = var.repository_url
-    repository_ref      = var.repository_ref
-    region              = var.region
-    secret_id           = aws_secretsmanager_secret.secret_key.arn
-    data_volume_id      = "" # the data is in RDS; a server holds nothing of its own
-    data_mount          = "/var/lib/docker/volumes/healthcare_data/_data"
-    app_port            = var.app_port
-    bind_address        = "0.0.0.0"
-    domain_name         = "" # HTTPS ends at the load balancer
-    trusted_proxies     = 1  # the load balancer's X-Forwarded-For and -Proto are believed
-    database_secret_arn = aws_db_instance.db.master_user_secret[0].secret_arn
-    database_endpoint   = aws_db_instance.db.endpoint
-  }))
+  user_data = base64encode(module.server.user_data)
 
   tag_specifications {
     resource_type = "instance"

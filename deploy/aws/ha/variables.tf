@@ -131,6 +131,18 @@ variable "migration_source_security_group_id" {
   default     = ""
 }
 
+variable "ship_audit_checkpoints" {
+  description = "Ship the audit trail's checkpoints, line by line, to a KMS-encrypted CloudWatch Logs group that the servers cannot delete from or shorten (docs/audit-threat-model.md)."
+  type        = bool
+  default     = true
+}
+
+variable "audit_log_retention_days" {
+  description = "How long CloudWatch Logs keeps the shipped checkpoints: at least a year (0: forever; modules/app-server refuses less)."
+  type        = number
+  default     = 400
+}
+
 variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)

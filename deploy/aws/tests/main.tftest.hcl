@@ -6,8 +6,15 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
+  override_resource {
+    target = module.keys.aws_secretsmanager_secret.audit_key
+    values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key-GhIjKl" }
+  }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/healthcare/audit-checkpoints" }
   }
   mock_resource "aws_ebs_volume" {
     defaults = { id = "vol-0123456789abcdef0" }
@@ -16,11 +23,11 @@ mock_provider "aws" {
     defaults = { id = "i-0123456789abcdef0", public_ip = "192.0.2.10" }
   }
   override_data {
-    target = data.aws_ssm_parameter.al2023_ami
-    values = { value = "ami-0123456789abcdef0" }
+    target = module.server.data.aws_ssm_parameter.al2023_ami
+    values = { insecure_value = "ami-0123456789abcdef0" }
   }
   override_data {
-    target = data.aws_subnets.default
+    target = module.network.data.aws_subnets.default
     values = { ids = ["subnet-0aaa", "subnet-0bbb"] }
   }
   override_data {
@@ -28,20 +35,24 @@ mock_provider "aws" {
     values = { id = "subnet-0aaa", availability_zone = "eu-west-1a" }
   }
   override_data {
-    target = data.aws_iam_policy_document.assume
+    target = data.aws_iam_policy_document.dlm_assume
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_iam_policy_document.read_secret
+    target = module.server.data.aws_iam_policy_document.instance_assume
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_iam_policy_document.kms
+    target = module.server.data.aws_iam_policy_document.read_secrets
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_caller_identity.current
-    values = { account_id = "123456789012" }
+    target = module.server.data.aws_iam_policy_document.ship_audit_checkpoints
+    values = { json = "{}" }
+  }
+  override_data {
+    target = module.keys.data.aws_iam_policy_document.kms
+    values = { json = "{}" }
   }
 }
 
@@ -64,12 +75,12 @@ run "defaults_are_secure" {
     error_message = "the root volume must be encrypted"
   }
   assert {
-    condition     = aws_ebs_volume.data.encrypted && aws_ebs_volume.data.kms_key_id == aws_kms_key.data.arn
+    condition     = aws_ebs_volume.data.encrypted && aws_ebs_volume.data.kms_key_id == module.keys.kms_key_arn
     error_message = "the data volume must be encrypted with the customer-managed key"
   }
   assert {
-    condition     = aws_secretsmanager_secret.secret_key.kms_key_id == aws_kms_key.data.arn && aws_kms_key.data.enable_key_rotation
-    error_message = "the secret key is kept under a rotating customer-managed key"
+    condition     = aws_instance.service.root_block_device[0].kms_key_id == module.keys.kms_key_arn
+    error_message = "the root volume must be encrypted with the customer-managed key"
   }
   assert {
     condition     = aws_instance.service.monitoring
@@ -104,12 +115,16 @@ run "defaults_are_secure" {
     error_message = "user data must start the compose deployment"
   }
   assert {
-    condition     = strcontains(aws_instance.service.user_data, "SECRET_ID='${aws_secretsmanager_secret.secret_key.arn}'")
+    condition     = strcontains(aws_instance.service.user_data, "SECRET_ID='${module.keys.secret_key_arn}'")
     error_message = "the instance reads the secret key by its name at boot; it is never in user data"
   }
   assert {
     condition     = strcontains(aws_instance.service.user_data, "DATABASE_SECRET_ARN=''") && strcontains(aws_instance.service.user_data, "DATA_VOLUME_ID='vol-0123456789abcdef0'")
     error_message = "single-instance mode keeps SQLite on the data volume"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "DATA_MOUNT='/srv/healthcare/data'") && !strcontains(aws_instance.service.user_data, "/var/lib/docker/volumes/healthcare_data")
+    error_message = "the data volume is mounted on a folder of its own, which compose binds as /data, never on the named volume's folder (Docker gives that to root)"
   }
 }
 
@@ -230,6 +245,40 @@ run "no_allowed_cidrs_is_refused" {
   expect_failures = [var.allowed_cidrs]
 }
 
+run "audit_checkpoints_shipped_by_default" {
+  command = apply
+
+  assert {
+    condition     = output.audit_log_group_name == "/healthcare/audit-checkpoints" && module.server.audit_log_group.retention_in_days == 400
+    error_message = "the checkpoints go to their own log group, kept 400 days by default"
+  }
+  assert {
+    condition     = module.server.audit_log_group.kms_key_id == module.keys.kms_key_arn
+    error_message = "the shipped checkpoints are encrypted with the deployment's customer-managed key"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "\"file_path\":\"/var/lib/docker/volumes/healthcare_audit/_data/checkpoints.jsonl\",\"log_group_name\":\"/healthcare/audit-checkpoints\"")
+    error_message = "the bootstrap configures the CloudWatch agent to ship compose's checkpoint file to that group"
+  }
+}
+
+run "audit_checkpoints_not_shipped_when_turned_off" {
+  command = apply
+
+  variables {
+    ship_audit_checkpoints = false
+  }
+
+  assert {
+    condition     = output.audit_log_group_name == null && module.server.audit_log_group == null
+    error_message = "no log group"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "AUDIT_AGENT_CONFIG=''")
+    error_message = "no agent configuration"
+  }
+}
+
 run "bad_sizes_are_refused" {
   command = plan
 
@@ -263,4 +312,17 @@ run "ssh_without_admin_cidr_is_refused" {
   }
 
   expect_failures = [aws_vpc_security_group_ingress_rule.ssh]
+}
+
+run "the_audit_key_comes_from_its_own_secret" {
+  command = apply
+
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "AUDIT_KEY_ID='${module.keys.audit_key_arn}'") && module.keys.audit_key_arn != module.keys.secret_key_arn
+    error_message = "the instance reads the audit key from its own secret, by name; its value is never in user data"
+  }
+  assert {
+    condition     = strcontains(aws_instance.service.user_data, "HEALTHCARE_AUDIT_KEY=$audit\n")
+    error_message = "the bootstrap puts the audit key into the app's environment (.env)"
+  }
 }

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -153,13 +154,23 @@ def _identity(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def row_hash(previous: str, event_id: int, values: Sequence[Any], key: bytes | None = None) -> str:
+def row_hash(
+    previous: str,
+    event_id: int,
+    values: Sequence[Any],
+    key: bytes | None = None,
+    disclosed: Sequence[int] = (),
+) -> str:
     """The hash of a row from the one before it, its id and its values (``VALUE_COLUMNS``):
-    an HMAC-SHA256 under ``key`` in the keyed era, else the plain era's SHA-256."""
+    an HMAC-SHA256 under ``key`` in the keyed era, else the plain era's SHA-256. A keyed
+    listing's row also covers the patients it disclosed (ascending ids), so a disclosure row
+    cannot be removed or added unseen."""
     if key is None:
         payload = [event_id, clock.rfc3339(values[0]), *values[1:PLAIN_ERA_VALUES]]
         return hashlib.sha256(previous.encode() + orjson.dumps(payload)).hexdigest()
     payload = [event_id, clock.rfc3339(values[0]), *values[1:]]
+    if disclosed:
+        payload.append(list(disclosed))
     return hmac.new(key, previous.encode() + orjson.dumps(payload), hashlib.sha256).hexdigest()
 
 
@@ -207,9 +218,10 @@ def _chain(conn: Connection, events: Sequence[Event]) -> None:
     for event in events:
         last_id += 1
         values = event.values()
-        last_hash = row_hash(last_hash, last_id, values, key)
+        disclosed = sorted(set(event.disclosed))
+        last_hash = row_hash(last_hash, last_id, values, key, disclosed)
         rows.append((last_id, *values, last_hash))
-        disclosures += [(last_id, patient_id) for patient_id in event.disclosed]
+        disclosures += [(last_id, patient_id) for patient_id in disclosed]
     INSERT.run(conn, rows)
     if disclosures:
         DISCLOSE.run(conn, disclosures)
@@ -295,13 +307,15 @@ def _walk(
     """Every row in order: the first broken one, or the count of rows and the last hash."""
     expected_id, previous, keyed_at = 1, GENESIS_HASH, keyed_from or 0
     statement = select(audit_events).order_by(audit_events.c.id)
+    disclosures = _DisclosuresByEvent(conn)
     with conn.execution_options(yield_per=2000).execute(statement) as result:
         for row in result.mappings():
             row_id = row["id"]
             if row_id != expected_id:
                 return ChainReport(expected_id - 1, expected_id, f"row {expected_id} is missing")
             row_key = key if keyed_from is not None and row_id >= keyed_at else None
-            if row_hash(previous, row_id, stored_values(row), row_key) != row["hash"]:
+            disclosed = disclosures.of(row_id) if row_key else ()
+            if row_hash(previous, row_id, stored_values(row), row_key, disclosed) != row["hash"]:
                 return ChainReport(row_id - 1, row_id, f"row {row_id} does not match its hash")
             seen = expected.hashes.get(row_id)
             if seen is not None and seen[0] != row["hash"]:
@@ -311,7 +325,41 @@ def _walk(
                 )
                 return ChainReport(row_id - 1, row_id, reason)
             previous, expected_id = row["hash"], expected_id + 1
+    orphan = disclosures.beyond(expected_id - 1)
+    if orphan is not None:
+        reason = f"disclosure rows name event {orphan}, which is not in the trail"
+        return ChainReport(expected_id - 1, orphan, reason)
     return expected_id - 1, previous
+
+
+class _DisclosuresByEvent:
+    """The patients each event disclosed, read once in event order beside the walk over the
+    events (a query per listing would make a verify of millions of rows take hours)."""
+
+    def __init__(self, conn: Connection) -> None:
+        d = audit_disclosures.c
+        ordered = select(d.event_id, d.patient_id).order_by(d.event_id, d.patient_id)
+        rows = conn.execute(ordered.execution_options(yield_per=5000))
+        self._groups = groupby(rows, key=lambda row: row[0])
+        self._next: tuple[int, list[int]] | None = self._advance()
+
+    def _advance(self) -> tuple[int, list[int]] | None:
+        group = next(self._groups, None)
+        return None if group is None else (group[0], [row[1] for row in group[1]])
+
+    def of(self, event_id: int) -> list[int]:
+        """The ids ``event_id`` disclosed; asked in ascending event order."""
+        while self._next is not None and self._next[0] < event_id:
+            self._next = self._advance()
+        if self._next is not None and self._next[0] == event_id:
+            return self._next[1]
+        return []
+
+    def beyond(self, last_id: int) -> int | None:
+        """An event past the last one that disclosure rows name, if any."""
+        while self._next is not None and self._next[0] <= last_id:
+            self._next = self._advance()
+        return None if self._next is None else self._next[0]
 
 
 def as_api(row: Any) -> dict[str, Any]:

@@ -220,7 +220,7 @@ audit_events = AuditEvent.__table__
 
 class AuditDisclosure(Base):
     """Which patients a listing or search returned: one row per patient, beside the listing's
-    one audit row (whose detail holds their count and a digest of their ids)."""
+    one audit row (whose keyed hash covers their ids). Append-only, like the audit rows."""
 
     __tablename__ = "audit_disclosures"
 

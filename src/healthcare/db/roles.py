@@ -20,6 +20,7 @@ GRANTS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
     "REVOKE UPDATE, DELETE ON audit_events FROM {role}",
+    "REVOKE UPDATE, DELETE ON audit_disclosures FROM {role}",
     "REVOKE INSERT, DELETE ON audit_chain FROM {role}",
     "REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",

@@ -5,7 +5,12 @@ Two steps, as record-linkage systems do them:
 1. *Blocking*: the database returns the few patients that share something exact with the
    demographics: the birth date, the phone key, the email, an identifier, or the phonetic
    name key (Soundex of the family name and of the first given name, in either order, so
-   that transposed names meet). Each is an indexed lookup; no scan of the table.
+   that transposed names meet) with a birth date one slip away. Each is an indexed lookup;
+   no scan of the table. The name block needs the slipped birth date: names give at most
+   2.0 points, a slipped date 1.5, together ``THRESHOLD``; with any other birth date, or
+   none, a namesake reaches it only through an equal birth date, phone, email or identifier,
+   each a block of its own (``tests/patients/test_duplicates.py`` checks the blocks find
+   what scoring everyone who shares anything exact would).
 2. *Scoring*: each candidate gets points for what agrees, field by field: names by
    Jaro-Winkler similarity (jellyfish) with nicknames counted as the same given name and
    given/family transposition tried; a birth date that is equal, or one slip away (a digit,
@@ -18,7 +23,7 @@ synthetic set); its figures are in docs/patient-identity.md."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -65,7 +70,8 @@ for _formal, _shorts in NICKNAMES.items():
 
 @dataclass(frozen=True)
 class Demographics:
-    """What is known about a person, as matching compares it."""
+    """What is known about a person, as matching compares it; the folded name words that
+    scoring compares are worked out once, not once per candidate."""
 
     family: str
     given: str | None = None
@@ -73,6 +79,15 @@ class Demographics:
     phone_key: str | None = None
     email: str | None = None
     identifiers: tuple[tuple[str, str], ...] = ()
+    folded_family: str = field(init=False, repr=False, compare=False)
+    first_of_family: str = field(init=False, repr=False, compare=False)
+    first_given: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        folded_family = fold(self.family) if self.family else ""
+        object.__setattr__(self, "folded_family", folded_family)
+        object.__setattr__(self, "first_of_family", _first_word(folded_family))
+        object.__setattr__(self, "first_given", _first_word(fold(self.given or "")))
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Demographics:
@@ -106,8 +121,14 @@ def name_key(family: str | None, given: str | None) -> str | None:
     return "".join(codes) if codes else None
 
 
-def _given_similarity(a: str | None, b: str | None) -> float:
-    first_a, first_b = (fold(a or "").split() or [""])[0], (fold(b or "").split() or [""])[0]
+def _first_word(folded: str) -> str:
+    words = folded.split()
+    return words[0] if words else ""
+
+
+def _given_similarity(first_a: str, first_b: str) -> float:
+    """Of two folded first given names (or a first given name and a family name's first
+    word, for transposed names)."""
     if not first_a or not first_b:
         return 0.0
     if _GROUP.get(first_a, first_a) == _GROUP.get(first_b, first_b):
@@ -115,21 +136,21 @@ def _given_similarity(a: str | None, b: str | None) -> float:
     return jellyfish.jaro_winkler_similarity(first_a, first_b)
 
 
-def _family_similarity(a: str | None, b: str | None) -> float:
+def _family_similarity(a: str, b: str) -> float:
+    """Of two folded family names (or a family name and a first given name)."""
     if not a or not b:
         return 0.0
-    return jellyfish.jaro_winkler_similarity(fold(a), fold(b))
+    return jellyfish.jaro_winkler_similarity(a, b)
 
 
 def _name_points(a: Demographics, b: Demographics) -> float:
     def points(similarity: float) -> float:
         return 1.0 if similarity >= 0.9 else 0.5 if similarity >= 0.82 else 0.0
 
-    straight = points(_family_similarity(a.family, b.family))
-    straight += points(_given_similarity(a.given, b.given))
-    b_first_given = (b.given or "").split()[:1]
-    swapped = points(_family_similarity(a.family, " ".join(b_first_given)))
-    swapped += points(_given_similarity(a.given, b.family))
+    straight = points(_family_similarity(a.folded_family, b.folded_family))
+    straight += points(_given_similarity(a.first_given, b.first_given))
+    swapped = points(_family_similarity(a.folded_family, b.first_given))
+    swapped += points(_given_similarity(a.first_given, b.first_of_family))
     return max(straight, swapped)
 
 
@@ -141,6 +162,27 @@ def _one_slip(a: date, b: date) -> bool:
         return True
     text_a, text_b = a.isoformat(), b.isoformat()
     return sum(x != y for x, y in zip(text_a, text_b, strict=True)) == 1
+
+
+def within_a_slip(born: date) -> list[date]:
+    """``born`` and every date one slip away from it (``_one_slip``)."""
+    text = born.isoformat()
+    found = {born}
+    for position, digit in enumerate(text):
+        if digit.isdigit():
+            found.update(_date(text[:position] + other + text[position + 1 :])
+                         for other in "0123456789")  # fmt: skip
+    found.add(_date(f"{born.year:04d}-{born.day:02d}-{born.month:02d}"))
+    found.update(_date(f"{born.year + step:04d}{text[4:]}") for step in (-1, 1))
+    found.discard(None)
+    return sorted(found)  # type: ignore[type-var]
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _birth_points(a: date | None, b: date | None) -> float:

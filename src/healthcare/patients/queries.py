@@ -27,7 +27,7 @@ from sqlalchemy import (
 from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
-from healthcare.patients.matching import Demographics, name_key
+from healthcare.patients.matching import Demographics, name_key, within_a_slip
 from healthcare.patients.schemas import PageQuery, PatientQuery
 from healthcare.patients.search import fold, search_words
 
@@ -57,12 +57,23 @@ class Listing:
     total: RawStatement
 
 
-def _sorted(statement: Select, sort: str, id_column: ColumnElement) -> Select:
+def _ordered(statement: Select, sort: str, id_column: ColumnElement) -> Select:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     keys = [id_column] if key == "id" else [SORT_COLUMNS[key], id_column]
-    ordered = statement.order_by(*(k.desc() if descending else k for k in keys))
-    return ordered.limit(bindparam("limit")).offset(bindparam("offset"))
+    return statement.order_by(*(k.desc() if descending else k for k in keys))
+
+
+def _page(
+    source: FromClause, conditions: list[ColumnElement[bool]], sort: str, id_column: ColumnElement
+) -> RawStatement:
+    """One page of patients: first the ids of the page, found and skipped over in the indexes
+    where they can be (a deep offset or a broad search then never reads the wide rows it passes
+    over), then the rows of those ids alone."""
+    ids = _ordered(select(id_column).select_from(source).where(*conditions), sort, id_column)
+    ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
+    rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery()))
+    return RawStatement(_ordered(rows, sort, patients.c.id))
 
 
 def _prefix(column: ColumnElement, name: str, dialect: str) -> list[ColumnElement[bool]]:
@@ -135,11 +146,9 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
             )
         )
     conditions = [active, *filters]
-    page = _sorted(select(*PUBLIC_COLUMNS).where(*conditions, *cursor), sort, patients.c.id)
+    page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
-    return Listing(
-        RawStatement(page), RawStatement(total if filters else select(patient_totals.c.active))
-    )
+    return Listing(page, RawStatement(total if filters else select(patient_totals.c.active)))
 
 
 def _sqlite_search_listing(
@@ -149,16 +158,12 @@ def _sqlite_search_listing(
     source: FromClause = patients.join(patients_fts, patients_fts.c.rowid == patients.c.id)
     conditions = [match, active, *filters]
     # Ordering by the index's own rowid lets SQLite stop after one page of matches.
-    page = _sorted(
-        select(*PUBLIC_COLUMNS).select_from(source).where(*conditions, *cursor),
-        sort,
-        patients_fts.c.rowid,
-    )
+    page = _page(source, [*conditions, *cursor], sort, patients_fts.c.rowid)
     if filters:
         total = select(func.count()).select_from(source).where(*conditions)
     else:
         total = select(func.count()).select_from(patients_fts).where(match)
-    return Listing(RawStatement(page), RawStatement(total))
+    return Listing(page, RawStatement(total))
 
 
 def search_expression(words: list[str], dialect: str) -> str:
@@ -265,8 +270,9 @@ def duplicate_candidates(conn: Connection, wanted: Demographics) -> list[dict[st
     if wanted.email:
         blocks.append(func.lower(patients.c.email) == wanted.email)
     key = name_key(wanted.family, wanted.given)
-    if key:
-        blocks.append(patients.c.name_key == key)
+    if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
+        slipped = patients.c.date_of_birth.in_(within_a_slip(wanted.born))
+        blocks.append((patients.c.name_key == key) & slipped)
     ids = [select(patients.c.id).where(active, block) for block in blocks]
     if wanted.identifiers:
         ids.append(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 WORD = re.compile(r"\w+")
 
 
+@lru_cache(maxsize=1 << 16)
 def fold(text: str) -> str:
-    """Lower-case, strip accents: 'Zoë Ångström' -> 'zoe angstrom'."""
+    """Lower-case, strip accents: 'Zoë Ångström' -> 'zoe angstrom'. Kept for the names seen
+    most recently: duplicate checks fold the same names again and again."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -326,14 +326,18 @@ def _save(
     data: PatientIn,
     event: Event,
     confirm_not_duplicate: bool = False,
+    merge_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """Store ``data`` as the next version of ``current``, if it changes anything. A merge and
+    its undo (``merge_at``) always make a version of the survivor, stamped with the time of the
+    source's version: its history shows the merge, and an undo can tell whose merge it was."""
     values = _stored_values(data)
     event.fields = [name for name in WRITABLE if current[name] != values[name]]
-    if not event.fields:
+    if not event.fields and merge_at is None:
         return to_api(as_row(current))
     if set(event.fields) & set(IDENTITY_FIELDS):
         _check_duplicates(conn, values, current["id"], confirm_not_duplicate, event)
-    now = utc_now()
+    now = merge_at or utc_now()
     values.update(updated_at=now, version=current["version"] + 1)
     result = conn.execute(
         update(patients)
@@ -606,7 +610,7 @@ def merge_patients(
         _check_version(source, request.source_version)
         merged = _merged_fields(target, source, request.take_from_source)
         _close_as_merged(conn, source, target_id, event)
-        survivor = _save(conn, target, merged, event, confirm_not_duplicate=True)
+        survivor = _save(conn, target, merged, event, True, merge_at=event.at)
         event.detail = f"merged {source['id']} into {target_id}"
         return survivor
 
@@ -633,7 +637,7 @@ def _close_as_merged(
     conn: Connection, source: dict[str, Any], target_id: int, event: Event
 ) -> None:
     """The source, deleted and pointing at the survivor; its identifiers go with it."""
-    now = utc_now()
+    now = event.at
     values = {
         "deleted_at": now,
         "updated_at": now,
@@ -650,7 +654,8 @@ def _close_as_merged(
 
 def undo_merge(db: Database, actor: Actor, source_id: int) -> dict[str, Any]:
     """An admin's undo: both records as they were before the merge, if the survivor has not
-    changed since (otherwise 409: undo it by hand from the history)."""
+    changed since, by an edit or another merge (otherwise 409: undo it by hand from the
+    history)."""
     authorize(db, actor, Permission.MANAGE_DELETED, "patient.unmerge", source_id)
 
     def unmerge(conn: Connection, event: Event) -> dict[str, Any]:
@@ -658,13 +663,13 @@ def undo_merge(db: Database, actor: Actor, source_id: int) -> dict[str, Any]:
         if source["merged_into"] is None:
             raise Conflict(f"Patient {source_id} is not merged.")
         target = _load(conn, source["merged_into"])
-        merge_version = history.one_version(conn, target["id"], target["version"])
-        if merge_version is None or merge_version["action"] != "patient.merge":
+        if not _last_change_is_the_merge_of(conn, target, source):
             raise Conflict(
                 f"Patient {target['id']} has changed since the merge; undo it by hand from "
                 "the history of both records."
             )
-        _save(conn, target, _version_data(conn, target["id"], target["version"] - 1), event, True)
+        before = _version_data(conn, target["id"], target["version"] - 1)
+        _save(conn, target, before, event, True, merge_at=event.at)
         reopened = _reopen(
             conn, source, _version_data(conn, source_id, source["version"] - 1), event
         )
@@ -672,6 +677,19 @@ def undo_merge(db: Database, actor: Actor, source_id: int) -> dict[str, Any]:
         return reopened
 
     return audited_write(db, actor.event("patient.unmerge", patient_id=source_id), unmerge)
+
+
+def _last_change_is_the_merge_of(
+    conn: Connection, target: Mapping[str, Any], source: Mapping[str, Any]
+) -> bool:
+    merge = history.one_version(conn, target["id"], target["version"])
+    closed = history.one_version(conn, source["id"], source["version"])
+    return (
+        merge is not None
+        and closed is not None
+        and merge["action"] == closed["action"] == "patient.merge"
+        and merge["changed_at"] == closed["changed_at"]
+    )
 
 
 def _version_data(conn: Connection, patient_id: int, number: int) -> PatientIn:

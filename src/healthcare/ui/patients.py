@@ -184,6 +184,7 @@ HISTORY_LABELS = {
 HISTORY_ACTIONS = {
     "patient.create": "added", "patient.update": "changed", "patient.delete": "deleted",
     "patient.restore": "restored", "patient.migrate": "as it stood when history began",
+    "patient.merge": "merged", "patient.unmerge": "merge undone",
 }  # fmt: skip
 
 
@@ -277,4 +278,16 @@ def _merge_submitted(db: Any, actor: Any, patient_id: int) -> Response:
                        "nothing was merged. Check both records and try again."})  # fmt: skip
         return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
     flash({"text": f"Record {merge.source_id} was merged into this one."})
+    return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)
+
+
+@bp.post("/ui/patients/<int:patient_id>/unmerge")
+def patient_unmerge(patient_id: int) -> Response:
+    """An admin's undo of the merge that closed this record."""
+    try:
+        service.undo_merge(current_database(), current_actor(), patient_id)
+    except Conflict as refused:
+        flash({"text": f"Nothing was undone: {refused.detail}"})
+    else:
+        flash({"text": "The merge was undone: both records are as they were before it."})
     return redirect(url_for("ui.patient_detail", patient_id=patient_id), 303)

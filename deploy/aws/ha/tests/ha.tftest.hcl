@@ -9,8 +9,15 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/secret-key-AbCdEf" }
   }
+  override_resource {
+    target = module.keys.aws_secretsmanager_secret.audit_key
+    values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:healthcare/audit-key-GhIjKl" }
+  }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mock" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/healthcare/audit-checkpoints" }
   }
   mock_resource "aws_db_instance" {
     defaults = {
@@ -37,15 +44,15 @@ mock_provider "aws" {
     defaults = { id = "lt-0123456789abcdef0", latest_version = 1 }
   }
   override_data {
-    target = data.aws_ssm_parameter.al2023_ami
-    values = { value = "ami-0123456789abcdef0" }
+    target = module.server.data.aws_ssm_parameter.al2023_ami
+    values = { insecure_value = "ami-0123456789abcdef0" }
   }
   override_data {
-    target = data.aws_subnets.default
+    target = module.network.data.aws_subnets.default
     values = { ids = ["subnet-0bbb", "subnet-0aaa"] }
   }
   override_data {
-    target = data.aws_iam_policy_document.instance_assume
+    target = module.server.data.aws_iam_policy_document.instance_assume
     values = { json = "{}" }
   }
   override_data {
@@ -53,16 +60,16 @@ mock_provider "aws" {
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_iam_policy_document.read_secrets
+    target = module.server.data.aws_iam_policy_document.read_secrets
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_iam_policy_document.kms
+    target = module.server.data.aws_iam_policy_document.ship_audit_checkpoints
     values = { json = "{}" }
   }
   override_data {
-    target = data.aws_caller_identity.current
-    values = { account_id = "123456789012" }
+    target = module.keys.data.aws_iam_policy_document.kms
+    values = { json = "{}" }
   }
 }
 
@@ -122,7 +129,7 @@ run "at_least_two_servers_over_two_zones" {
     error_message = "IMDSv2 is required"
   }
   assert {
-    condition     = aws_launch_template.app.block_device_mappings[0].ebs[0].encrypted == "true" && aws_launch_template.app.block_device_mappings[0].ebs[0].kms_key_id == aws_kms_key.data.arn
+    condition     = aws_launch_template.app.block_device_mappings[0].ebs[0].encrypted == "true" && aws_launch_template.app.block_device_mappings[0].ebs[0].kms_key_id == module.keys.kms_key_arn
     error_message = "the servers' volumes are encrypted with the customer-managed key"
   }
 }
@@ -143,8 +150,8 @@ run "the_same_bootstrap_without_secrets_in_user_data" {
     error_message = "behind the load balancer the app believes one proxy's forwarded headers"
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "SECRET_ID='${aws_secretsmanager_secret.secret_key.arn}'") && aws_secretsmanager_secret.secret_key.kms_key_id == aws_kms_key.data.arn
-    error_message = "the servers read the shared secret key by its name at boot, from a secret under the customer-managed key"
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "SECRET_ID='${module.keys.secret_key_arn}'")
+    error_message = "the servers read the shared secret key by its name at boot"
   }
   assert {
     condition     = aws_db_instance.db.manage_master_user_password && aws_db_instance.db.password == null
@@ -156,7 +163,7 @@ run "database_multi_az_encrypted_backed_up_tls_only" {
   command = apply
 
   assert {
-    condition     = aws_db_instance.db.multi_az && aws_db_instance.db.storage_encrypted && aws_db_instance.db.kms_key_id == aws_kms_key.data.arn
+    condition     = aws_db_instance.db.multi_az && aws_db_instance.db.storage_encrypted && aws_db_instance.db.kms_key_id == module.keys.kms_key_arn
     error_message = "Multi-AZ and encrypted with the customer-managed key"
   }
   assert {
@@ -254,6 +261,40 @@ run "one_server_is_refused" {
   expect_failures = [var.instances]
 }
 
+run "audit_checkpoints_shipped_by_default" {
+  command = apply
+
+  assert {
+    condition     = output.audit_log_group_name == "/healthcare/audit-checkpoints" && module.server.audit_log_group.retention_in_days == 400
+    error_message = "the checkpoints go to their own log group, kept 400 days by default"
+  }
+  assert {
+    condition     = module.server.audit_log_group.kms_key_id == module.keys.kms_key_arn
+    error_message = "the shipped checkpoints are encrypted with the deployment's customer-managed key"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "\"file_path\":\"/var/lib/docker/volumes/healthcare_audit/_data/checkpoints.jsonl\",\"log_group_name\":\"/healthcare/audit-checkpoints\"")
+    error_message = "the bootstrap configures the CloudWatch agent to ship compose's checkpoint file to that group"
+  }
+}
+
+run "audit_checkpoints_not_shipped_when_turned_off" {
+  command = apply
+
+  variables {
+    ship_audit_checkpoints = false
+  }
+
+  assert {
+    condition     = output.audit_log_group_name == null && module.server.audit_log_group == null
+    error_message = "no log group"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "AUDIT_AGENT_CONFIG=''")
+    error_message = "no agent configuration"
+  }
+}
+
 run "bad_values_are_refused" {
   command = plan
 
@@ -266,4 +307,17 @@ run "bad_values_are_refused" {
   }
 
   expect_failures = [var.allowed_cidrs, var.db_backup_retention_days, var.db_storage_gb, var.db_instance_class, var.name]
+}
+
+run "the_audit_key_comes_from_its_own_secret" {
+  command = apply
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "AUDIT_KEY_ID='${module.keys.audit_key_arn}'") && module.keys.audit_key_arn != module.keys.secret_key_arn
+    error_message = "every server (one launch template) reads the audit key from its own secret, by name; its value is never in user data"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "HEALTHCARE_AUDIT_KEY=$audit\n")
+    error_message = "the bootstrap puts the audit key into the app's environment (.env)"
+  }
 }
