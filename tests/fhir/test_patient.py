@@ -240,3 +240,8 @@ def test_a_merged_record_reads_with_a_link_to_its_survivor(client: FlaskClient) 
     assert resource["link"] == [
         {"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}
     ]
+    replaces = [{"other": {"reference": f"Patient/{merged['id']}"}, "type": "replaces"}]
+    assert fhir(client.get(f"/fhir/Patient/{survivor['id']}"), 200)["link"] == replaces
+    bundle = fhir(client.get("/fhir/Patient?family=Verma"), 200)
+    [entry] = [e for e in bundle["entry"] if e["resource"]["id"] == str(survivor["id"])]
+    assert entry["resource"]["link"] == replaces

@@ -46,6 +46,14 @@ def weak_etag(version: int | str) -> str:
     return f'W/"{version}"'
 
 
+def with_replaces(patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The patients with the records merged into each (their ``replaces`` links)."""
+    merged = service.records_merged_into(
+        current_database(), current_actor(), [p["id"] for p in patients]
+    )
+    return [{**p, "replaces": merged.get(p["id"], [])} for p in patients]
+
+
 def resource_of(patient: dict[str, Any]) -> dict[str, Any]:
     return patient_resource(patient, patient["id"], patient["version"], patient["updated_at"])
 
@@ -89,6 +97,7 @@ def metadata() -> Response:
 def search() -> Response:
     query = search_query(request.args)
     page = service.list_patients(current_database(), current_actor(), query.criteria)
+    page = {**page, "items": with_replaces(page["items"])}
     return fhir_response(search_bundle(page, query, base_url()))
 
 
@@ -120,7 +129,8 @@ def _existing(condition: str) -> dict[str, Any] | None:
 
 @bp.get(f"/Patient/{ID}")
 def read(patient_id: int) -> Response:
-    return resource_response(service.get_patient(current_database(), current_actor(), patient_id))
+    patient = service.get_patient(current_database(), current_actor(), patient_id)
+    return resource_response(with_replaces([patient])[0])
 
 
 @bp.put(f"/Patient/{ID}")

@@ -144,6 +144,26 @@ def get_patient(db: Database, actor: Actor, patient_id: int) -> dict[str, Any]:
     return audited_read(db, actor.event("patient.read", patient_id=patient_id), read)
 
 
+def records_merged_into(
+    db: Database, actor: Actor, patient_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """For each of ``patient_ids``, the records merged into it (FHIR's ``replaces`` links), for
+    a caller who has just read those patients (those reads are the audited disclosure)."""
+    authorize(db, actor, Permission.READ_PATIENTS, "patient.read")
+    if not patient_ids:
+        return {}
+    statement = (
+        select(patients.c.merged_into, patients.c.id)
+        .where(patients.c.merged_into.in_(patient_ids))
+        .order_by(patients.c.id)
+    )
+    found: dict[int, list[int]] = {}
+    with db.reading() as conn:
+        for survivor, merged in conn.execute(statement):
+            found.setdefault(survivor, []).append(merged)
+    return found
+
+
 def _merged_record(db: Database, patient_id: int) -> dict[str, Any]:
     """A record merged into another stays readable, saying which (its merged_into)."""
     with db.engine.connect() as conn:
