@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -48,7 +49,7 @@ def test_compose_lint_passes_on_the_scale_deployment(tmp_path: Path) -> None:
     merged = ROOT / f".scale-merged-{os.getpid()}.yaml"
     env = tmp_path / ".env"
     env.write_text("HEALTHCARE_SECRET_KEY=lint\nPOSTGRES_PASSWORD=lint\n")
-    files = ("-f", "compose.yaml", "-f", "compose.scale.yaml")
+    files = ("-f", "compose.yaml", "-f", "compose.scale.yaml", "--profile", "metrics")
     config = _run("docker", "compose", "--project-directory", ROOT, "--env-file", env, *files,
                   "config", "--no-interpolate")  # fmt: skip
     if config.returncode != 0 and "is not a docker command" in config.stderr:
@@ -98,3 +99,30 @@ def test_env_example_documents_every_compose_variable() -> None:
     }
     used = {part.split("}")[0].split(":")[0].split("-")[0] for part in compose.split("${")[1:]}
     assert used <= documented, used - documented
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's own tags (``!reset``), which this test does not need the values of."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda _loader, _node: None)
+
+
+def test_prometheus_scrapes_every_replica_with_the_token_compose_mounts() -> None:
+    """The optional metrics profile: each replica found by Docker's DNS on the app's port, never
+    through the balancer, with the admin token file that compose mounts. (Prometheus itself
+    cannot run here: no registry for its image. The counters adding up across replicas is
+    tests/e2e/test_scale.py::test_metrics_add_up_across_replicas.)"""
+    config = yaml.safe_load((ROOT / "deploy" / "compose" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["dns_sd_configs"] == [
+        {"names": ["app"], "type": "A", "port": 9000, "refresh_interval": "15s"}
+    ]
+    scale = yaml.load((ROOT / "compose.scale.yaml").read_text(), _ComposeLoader)  # noqa: S506
+    metrics = scale["services"]["metrics"]
+    mounted = {next(p for p in v.split(":") if p.startswith("/")) for v in metrics["volumes"]}
+    assert job["authorization"]["credentials_file"] in mounted
+    assert "/etc/prometheus/prometheus.yml" in mounted
+    assert metrics["profiles"] == ["metrics"]
+    assert metrics["ports"] == ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"]
