@@ -9,13 +9,15 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
+from healthcare.audit import trail
 from healthcare.auth.access import Actor
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.exchange import tabular
+from healthcare.patients.bulk import IMPORT_BATCH
 from healthcare.patients.identifiers import mrn_for
 from healthcare.patients.schemas import PatientQuery
-from healthcare.patients.service import list_patients
+from healthcare.patients.service import list_patients, purge_patient
 from tests.conftest import audit_rows, empty_all_tables, new_patient
 from tests.fhir.conftest import confirmed_patient
 
@@ -184,3 +186,37 @@ def test_imported_patients_are_stored_as_one_created_alone(
     ]
     created = {row["patient_id"]: row["fields"] for row in audit_rows(db, action="patient.create")}
     assert [created[p["id"]] for p in imported] == [created[p["id"]] for p in made]
+
+
+def test_every_imported_patient_is_in_the_trail_and_its_access_log(
+    runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    """More rows than one write transaction takes: each patient audited, in every batch."""
+    rows = "".join(f",Family{n},Given{n},,{n % 90},,,,\n" for n in range(IMPORT_BATCH * 2 + 5))
+    path = write(tmp_path, HEADER + rows)
+    result = runner.invoke(main, ["patients", "import", path])
+    assert result.exit_code == 0, result.output
+    ids = [p["id"] for p in list_patients(db, Actor.operator(), PatientQuery(limit=500))["items"]]
+    created = audit_rows(db, action="patient.create")
+    assert len(created) == IMPORT_BATCH * 2 + 5 == total(client)
+    assert {row["detail"] for row in created} == {"import"}
+    assert {row["patient_id"] for row in created} >= set(ids)
+    for patient_id in (created[0]["patient_id"], created[-1]["patient_id"]):
+        log = client.get(f"/patients/{patient_id}/access-log").json["items"]
+        assert [(e["action"], e["detail"]) for e in log][-1] == ("patient.create", "import")
+    assert trail.verify(db.engine).intact
+
+
+def test_imported_patients_never_get_an_id_used_before(
+    runner: CliRunner, client: FlaskClient, db: Database, tmp_path: Path
+) -> None:
+    """Ids are taken before the rows go in (with their record numbers); still never one that
+    a purged patient had, and the next patient created alone comes after them."""
+    purged = new_patient(client, name="Purged Later")
+    assert client.delete(f"/patients/{purged['id']}").status_code == 204
+    purge_patient(db, Actor.operator(), purged["id"])
+    path = write(tmp_path, HEADER + GOOD + ALSO_GOOD)
+    assert runner.invoke(main, ["patients", "import", path]).exit_code == 0
+    imported = [p["id"] for p in client.get("/patients").json["items"]]
+    assert min(imported) > purged["id"]
+    assert new_patient(client, name="Created Alone")["id"] > max(imported)

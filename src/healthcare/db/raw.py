@@ -202,6 +202,13 @@ class MultiRowInsert:
 
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         with _cursor_in(conn) as cursor:
+            if rows and self._flat_processors(conn.engine, 1) is None:
+                # Named parameters (psycopg): converting a statement of thousands of names
+                # costs more than running it. The one-row statement, converted once, goes
+                # to the driver's executemany, which pipelines the rows.
+                sql = self._statements[1]._for(conn.engine).sql
+                cursor.executemany(sql, [self._arguments(conn.engine, 1, [row])[1] for row in rows])
+                return
             start = 0
             for size in self.CHUNK_SIZES:
                 while len(rows) - start >= size:

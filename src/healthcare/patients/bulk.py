@@ -18,7 +18,7 @@ from healthcare.db.models import patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
 from healthcare.patients.schemas import PatientIn
-from healthcare.patients.service import duplicates_of, insert_patients, to_api
+from healthcare.patients.service import duplicates_of_each, insert_patients, to_api
 
 EXPORT_BATCH = 2_000
 NEXT_BATCH = RawStatement(
@@ -49,6 +49,7 @@ def export_patients(
 
 
 IMPORT_BATCH = 1_000
+MATCH_BATCH = 500  # rows whose likely duplicates are looked up together
 ON_RECORD = RawStatement(select(patient_totals.c.active))
 Row = tuple[int, PatientIn | list[str]]
 
@@ -140,17 +141,22 @@ def _likely_duplicates(db: Database, report: ImportReport) -> None:
         return  # an empty registry: nobody to be a duplicate of
     kept = []
     with db.engine.connect() as conn:
-        for number, data in report.valid:
-            found = duplicates_of(conn, data)
-            report.problems += [
-                (number, f"possible duplicate of patient {c['id']} ({c['name']}, {c['mrn']}): "
-                 + ", ".join(c["reasons"]))
-                for c in found
-            ]  # fmt: skip
-            if not found:
-                kept.append((number, data))
+        for start in range(0, len(report.valid), MATCH_BATCH):
+            chunk = report.valid[start : start + MATCH_BATCH]
+            found_each = duplicates_of_each(conn, [data for _number, data in chunk])
+            for (number, data), found in zip(chunk, found_each, strict=True):
+                report.problems += [(number, _possible_duplicate(c)) for c in found]
+                if not found:
+                    kept.append((number, data))
     report.valid = kept
     report.problems.sort()
+
+
+def _possible_duplicate(candidate: dict[str, Any]) -> str:
+    return (
+        f"possible duplicate of patient {candidate['id']} ({candidate['name']}, "
+        f"{candidate['mrn']}): " + ", ".join(candidate["reasons"])
+    )
 
 
 def _holders(db: Database, systems: set[str]) -> dict[tuple[str, str], int]:

@@ -6,19 +6,22 @@ the change and when. Differences are computed when read, between neighbouring ve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 
 from healthcare.audit.trail import Event
 from healthcare.clock import rfc3339
 from healthcare.db.models import patient_versions
+from healthcare.db.raw import MultiRowInsert
 from healthcare.patients.schemas import PatientIn
 
 VERSIONED = ("mrn", *PatientIn.model_fields, "merged_into")
+COLUMNS = ("patient_id", "version", "action", "changed_at", "user_id", "username", "values")
+INSERT = MultiRowInsert(patient_versions, COLUMNS)
 
 
 def snapshot(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,20 +40,27 @@ def snapshot(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_version(conn: Connection, stored: Mapping[str, Any], event: Event, at: datetime) -> None:
     """Keep the row as it now stands as version ``stored['version']``."""
-    conn.execute(insert(patient_versions).values(version_row(stored, event, at)))
+    record_versions(conn, [(stored, event)], at)
 
 
-def version_row(stored: Mapping[str, Any], event: Event, at: datetime) -> dict[str, Any]:
-    """The version row that keeps ``stored`` as it now stands."""
-    return {
-        "patient_id": stored["id"],
-        "version": stored["version"],
-        "action": event.action,
-        "changed_at": at,
-        "user_id": event.user_id,
-        "username": event.username,
-        "values": orjson.dumps(snapshot(stored)).decode(),
-    }
+def record_versions(
+    conn: Connection, changed: Sequence[tuple[Mapping[str, Any], Event]], at: datetime
+) -> None:
+    """Keep each row as it now stands, changed by its event: many rows a statement."""
+    INSERT.run(conn, [version_row(stored, event, at) for stored, event in changed])
+
+
+def version_row(stored: Mapping[str, Any], event: Event, at: datetime) -> tuple[Any, ...]:
+    """The version row (``COLUMNS``) that keeps ``stored`` as it now stands."""
+    return (
+        stored["id"],
+        stored["version"],
+        event.action,
+        at,
+        event.user_id,
+        event.username,
+        orjson.dumps(snapshot(stored)).decode(),
+    )
 
 
 def forget(conn: Connection, patient_id: int) -> None:

@@ -5,11 +5,14 @@ parameters for every value, so they compile once and run on the raw read path.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from datetime import date
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     FromClause,
@@ -17,7 +20,6 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
-    or_,
     select,
     table,
     text,
@@ -249,49 +251,152 @@ def page_parameters(query: PageQuery) -> dict[str, Any]:
 
 
 CANDIDATE_COLUMNS = [
-    patients.c[name]
-    for name in (
-        "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key", "email",
-        "identifiers",
-    )
+    *(
+        patients.c[name]
+        for name in (
+            "id", "mrn", "family_name", "given_names", "name", "date_of_birth", "phone_key",
+            "email", "identifiers",
+        )
+    ),
+    func.lower(patients.c.email).label("email_key"),  # as the email block compares it
 ]  # fmt: skip
 MAX_BLOCK = 2_000
+BlockKey = tuple[str, Any]
 
 
-def duplicate_candidates(conn: Connection, wanted: Demographics) -> list[dict[str, Any]]:
-    """Patients (not deleted, not merged) sharing something exact with ``wanted``: the blocks
-    of duplicate detection, each an indexed lookup (see healthcare.patients.matching). The
-    blocks are a UNION, not an OR: SQLite uses the partial indexes only for whole queries."""
-    blocks: list[ColumnElement[bool]] = []
+def _blocked(*conditions: ColumnElement[bool]) -> Select:
+    return select(patients.c.id).where(active, *conditions)
+
+
+def _in(name: str) -> BindParameter[Any]:
+    return bindparam(name, expanding=True)
+
+
+# The blocks of many people in one statement: the values of each kind of block as a list,
+# and the ids that the narrow reads below found in the others.
+CANDIDATES = (
+    select(*CANDIDATE_COLUMNS)
+    .where(
+        patients.c.id.in_(
+            union(
+                _blocked(patients.c.date_of_birth.in_(_in("born"))),
+                _blocked(patients.c.phone_key.in_(_in("phone_key"))),
+                _blocked(func.lower(patients.c.email).in_(_in("email"))),
+                select(patients.c.id).where(patients.c.id.in_(_in("found"))),
+            ).scalar_subquery()
+        ),
+        active,
+        patients.c.merged_into.is_(None),
+    )
+)  # fmt: skip
+HOLDERS = select(
+    patient_identifiers.c.patient_id, patient_identifiers.c.system, patient_identifiers.c.value
+).where(
+    patient_identifiers.c.system.in_(_in("systems")), patient_identifiers.c.value.in_(_in("values"))
+)
+# Everyone with one of the name keys and a birth date: more than the name blocks, never less.
+NAMESAKES = _blocked(
+    patients.c.name_key.in_(_in("name_keys")), patients.c.date_of_birth.is_not(None)
+).add_columns(patients.c.name_key, patients.c.date_of_birth)
+
+
+def block_keys(wanted: Demographics) -> list[BlockKey]:
+    """The blocks a person falls in, each as (kind, value): the birth date, the phone key,
+    the email (lower-cased), each identifier, and the phonetic name key with the birth date
+    (the block of namesakes born a slip away from it)."""
+    keys: list[BlockKey] = []
     if wanted.born is not None:
-        blocks.append(patients.c.date_of_birth == wanted.born)
+        keys.append(("born", wanted.born))
     if wanted.phone_key:
-        blocks.append(patients.c.phone_key == wanted.phone_key)
+        keys.append(("phone_key", wanted.phone_key))
     if wanted.email:
-        blocks.append(func.lower(patients.c.email) == wanted.email)
+        keys.append(("email", wanted.email))
     key = name_key(wanted.family, wanted.given)
     if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
-        slipped = patients.c.date_of_birth.in_(within_a_slip(wanted.born))
-        blocks.append((patients.c.name_key == key) & slipped)
-    ids = [select(patients.c.id).where(active, block) for block in blocks]
-    if wanted.identifiers:
-        ids.append(
-            select(patient_identifiers.c.patient_id).where(
-                or_(
-                    *(
-                        (patient_identifiers.c.system == system)
-                        & (patient_identifiers.c.value == value)
-                        for system, value in wanted.identifiers
-                    )
-                )
-            )
-        )
-    if not ids:
-        return []
-    statement = (
-        select(*CANDIDATE_COLUMNS)
-        .where(patients.c.id.in_(union(*ids).scalar_subquery()), active)
-        .where(patients.c.merged_into.is_(None))
-        .limit(MAX_BLOCK)
-    )
-    return [dict(row) for row in conn.execute(statement).mappings()]
+        keys.append(("name", (key, wanted.born)))
+    return keys + [("identifier", pair) for pair in wanted.identifiers]
+
+
+@lru_cache(maxsize=1 << 16)
+def _slipped(born: date) -> frozenset[date]:
+    return frozenset(within_a_slip(born))
+
+
+def duplicate_candidates(
+    conn: Connection, wanted: Sequence[Demographics]
+) -> list[list[dict[str, Any]]]:
+    """For each person, the patients (not deleted, not merged) sharing a block with them, in
+    id order, at most MAX_BLOCK: the first step of duplicate detection (see
+    healthcare.patients.matching). The same statements for a thousand people as for one:
+    narrow reads of the identifier and name blocks, then one UNION of indexed lookups (not an
+    OR: SQLite uses the partial indexes only for whole queries). Who is in which person's
+    block is sorted out here, by the values the database compared."""
+    keys = [block_keys(person) for person in wanted]
+    wanted_keys = {key for person in keys for key in person}
+    members = {**_identifier_holders(conn, wanted_keys), **_name_blocks(conn, wanted_keys)}
+    found = conn.execute(CANDIDATES, _parameters(wanted_keys, members))
+    columns = list(found.keys())
+    rows = [dict(zip(columns, row, strict=True)) for row in found]
+    for row in rows:
+        for key in _keys_of(row):
+            members.setdefault(key, set()).add(row["id"])
+    by_id = {row["id"]: row for row in rows}
+    return [_block_rows(person, members, by_id) for person in keys]
+
+
+def _parameters(wanted: set[BlockKey], members: dict[BlockKey, set[int]]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {"born": [], "phone_key": [], "email": []}
+    for kind, value in wanted:
+        if kind in params:
+            params[kind].append(value)
+    params["found"] = sorted(set().union(*members.values()))
+    return params
+
+
+def _keys_of(row: dict[str, Any]) -> list[BlockKey]:
+    """The exact-value blocks a candidate is in, by the values the database compared."""
+    return [
+        ("born", row["date_of_birth"]),
+        ("phone_key", row["phone_key"]),
+        ("email", row["email_key"]),
+    ]
+
+
+def _block_rows(
+    keys: list[BlockKey], members: dict[BlockKey, set[int]], by_id: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    found = set().union(*(members.get(key, ()) for key in keys)) & by_id.keys()
+    return [by_id[pid] for pid in sorted(found)[:MAX_BLOCK]]
+
+
+def _identifier_holders(conn: Connection, wanted: set[BlockKey]) -> dict[BlockKey, set[int]]:
+    """Who holds each of the identifiers (system, value) wanted."""
+    pairs = {value for kind, value in wanted if kind == "identifier"}
+    if not pairs:
+        return {}
+    params = {"systems": sorted({s for s, _v in pairs}), "values": sorted({v for _s, v in pairs})}
+    held: dict[BlockKey, set[int]] = {}
+    for patient_id, system, value in conn.execute(HOLDERS, params):
+        if (system, value) in pairs:
+            held.setdefault(("identifier", (system, value)), set()).add(patient_id)
+    return held
+
+
+def _name_blocks(conn: Connection, wanted: set[BlockKey]) -> dict[BlockKey, set[int]]:
+    """Who is in each name block wanted (a name key, and birth dates a slip away from one):
+    read by name key alone, as narrow rows, and kept by the birth dates the database
+    returned."""
+    blocks = {value for kind, value in wanted if kind == "name"}
+    if not blocks:
+        return {}
+    namesakes: dict[str, list[tuple[int, date]]] = {}
+    for patient_id, key, born in conn.execute(
+        NAMESAKES, {"name_keys": sorted({k for k, _b in blocks})}
+    ):
+        namesakes.setdefault(key, []).append((patient_id, born))
+    return {
+        ("name", (key, born)): {
+            pid for pid, other in namesakes.get(key, ()) if other in _slipped(born)
+        }
+        for key, born in blocks
+    }

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from healthcare import clock
 from healthcare.audit.queries import last_change_in
@@ -16,8 +16,9 @@ from healthcare.audit.trail import Event
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patient_identifiers, patient_versions, patients
-from healthcare.db.raw import RawStatement, fetch_one_in
+from healthcare.db.ids import reserve_ids
+from healthcare.db.models import patient_identifiers, patients
+from healthcare.db.raw import MultiRowInsert
 from healthcare.db.revision_cache import MISSING
 from healthcare.errors import (
     Conflict,
@@ -46,17 +47,10 @@ IDENTITY_FIELDS = (*NAME_FIELDS, "date_of_birth", "phone", "email", "identifiers
 FIELDS = tuple(column.key for column in queries.PUBLIC_COLUMNS)
 OWN_DELETE_RESTORE_WINDOW = timedelta(hours=24)
 ADDRESS = ("address_lines", "city", "postal_code", "country")
-INSERT = RawStatement(
-    insert(patients)
-    .values(
-        {
-            column.key: bindparam(column.key, type_=column.type)
-            for column in patients.c
-            if column.key not in {"id", "deleted_at", "mrn", "merged_into"}
-        }
-    )
-    .returning(patients.c.id)
-)
+# Every column a new patient fills (deleted_at stays empty), in the order of its row tuple.
+NEW_ROW = tuple(column.key for column in patients.c if column.key != "deleted_at")
+INSERT = MultiRowInsert(patients, NEW_ROW)
+HOLD = MultiRowInsert(patient_identifiers, ("patient_id", "system", "value"))
 
 
 def to_api(row: Sequence[Any], today: date | None = None) -> dict[str, Any]:
@@ -230,73 +224,59 @@ def create_patient(
 
     def create(conn: Connection, event: Event) -> dict[str, Any]:
         _check_duplicates(conn, values, None, confirm_not_duplicate, event)
-        return insert_patient(conn, data, values, event, db.mrn_prefix)
+        return insert_patient(conn, data, event, db.mrn_prefix)
 
     return audited_write(db, actor.event("patient.create"), create)
 
 
 def insert_patient(
-    conn: Connection,
-    data: PatientIn,
-    values: dict[str, Any] | None,
-    event: Event,
-    mrn_prefix: str,
+    conn: Connection, data: PatientIn, event: Event, mrn_prefix: str
 ) -> dict[str, Any]:
     """Store a new patient (its record number, identifiers, first version) in the caller's
-    transaction, and complete its audit event. ``values``: the stored values, when the
-    caller has them already."""
-    values = values or _stored_values(data)
-    now = utc_now()
-    stored = {**values, "created_at": now, "updated_at": now, "version": 1}
-    (patient_id,) = fetch_one_in(conn, INSERT, stored)
-    mrn = identifiers.mrn_for(patient_id, mrn_prefix)
-    conn.execute(update(patients).where(patients.c.id == patient_id).values(mrn=mrn))
-    stored.update(id=patient_id, mrn=mrn, merged_into=None)
-    _keep_identifiers(conn, patient_id, data)
-    event.patient_id = patient_id
-    event.fields = _filled_fields(data, values)
-    history.record_version(conn, stored, event, now)
+    transaction, and complete its audit event; Conflict if another patient holds one of its
+    identifiers."""
+    _refuse_held_identifiers(conn, None, data)
+    [stored] = insert_patients(conn, [(data, event)], mrn_prefix)
     return to_api(as_row(stored))
 
 
 def insert_patients(
     conn: Connection, batch: Sequence[tuple[PatientIn, Event]], mrn_prefix: str
-) -> None:
-    """Many new patients in the caller's transaction, stored as ``insert_patient`` stores one
-    (record number, identifiers, first version, the audit event completed), with one
-    statement per table: what makes an import of 100,000 rows take seconds, not minutes.
-    The caller has checked the identifiers (the unique constraint refuses a clash)."""
+) -> list[dict[str, Any]]:
+    """New patients in the caller's transaction, each with its record number, identifiers and
+    first version, its audit event completed; their stored values. One statement per table
+    for a whole batch: the ids are taken first, so each row goes in whole with its record
+    number. The caller has checked the identifiers (the unique constraint refuses a clash)."""
     now = utc_now()
+    ids = reserve_ids(conn, patients, len(batch))
     rows = [
-        {**_stored_values(data), "created_at": now, "updated_at": now, "version": 1}
-        for data, _event in batch
+        {
+            **_stored_values(data),
+            "id": patient_id,
+            "mrn": identifiers.mrn_for(patient_id, mrn_prefix),
+            "merged_into": None,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        for (data, _event), patient_id in zip(batch, ids, strict=True)
     ]
-    created = insert(patients).returning(patients.c.id, sort_by_parameter_order=True)
-    ids = conn.execute(created, rows).scalars().all()
-    for row, patient_id in zip(rows, ids, strict=True):
-        row.update(id=patient_id, mrn=identifiers.mrn_for(patient_id, mrn_prefix), merged_into=None)
-    numbered = update(patients).where(patients.c.id == bindparam("pid"))
-    conn.execute(
-        numbered.values(mrn=bindparam("new_mrn")),
-        [{"pid": row["id"], "new_mrn": row["mrn"]} for row in rows],
+    INSERT.run(conn, [tuple(row[name] for name in NEW_ROW) for row in rows])
+    HOLD.run(
+        conn,
+        [
+            (row["id"], i.system, i.value)
+            for (data, _event), row in zip(batch, rows, strict=True)
+            for i in data.identifiers or []
+        ],
     )
-    held = [
-        {"patient_id": row["id"], "system": i.system, "value": i.value}
-        for (data, _event), row in zip(batch, rows, strict=True)
-        for i in data.identifiers or []
-    ]
-    if held:
-        conn.execute(insert(patient_identifiers), held)
     for (data, event), row in zip(batch, rows, strict=True):
         event.patient_id = row["id"]
         event.fields = _filled_fields(data, row)
-    conn.execute(
-        insert(patient_versions),
-        [
-            history.version_row(row, event, now)
-            for (_data, event), row in zip(batch, rows, strict=True)
-        ],
+    history.record_versions(
+        conn, [(row, event) for (_data, event), row in zip(batch, rows, strict=True)], now
     )
+    return rows
 
 
 def _filled_fields(data: PatientIn, values: Mapping[str, Any]) -> list[str]:
@@ -377,11 +357,33 @@ def likely_duplicates(
     conn: Connection, values: Mapping[str, Any], exclude: int | None
 ) -> list[dict[str, Any]]:
     """Patients on record that are likely the person described by ``values``, best first."""
-    wanted = matching.Demographics.of(values)
-    rows = {
-        row["id"]: row for row in queries.duplicate_candidates(conn, wanted) if row["id"] != exclude
-    }
-    people = {pid: matching.Demographics.of(row) for pid, row in rows.items()}
+    [found] = likely_duplicates_of_each(conn, [values], exclude)
+    return found
+
+
+def likely_duplicates_of_each(
+    conn: Connection, described: Sequence[Mapping[str, Any]], exclude: int | None = None
+) -> list[list[dict[str, Any]]]:
+    """``likely_duplicates`` of each set of demographics, with one candidate lookup for all
+    of them; a candidate several people share is read and prepared once."""
+    wanted = [matching.Demographics.of(values) for values in described]
+    blocks = queries.duplicate_candidates(conn, wanted)
+    people: dict[int, matching.Demographics] = {}
+    return [
+        _likely(person, rows, people, exclude) for person, rows in zip(wanted, blocks, strict=True)
+    ]
+
+
+def _likely(
+    wanted: matching.Demographics,
+    block: list[dict[str, Any]],
+    people: dict[int, matching.Demographics],
+    exclude: int | None,
+) -> list[dict[str, Any]]:
+    rows = {row["id"]: row for row in block if row["id"] != exclude}
+    for pid, row in rows.items():
+        if pid not in people:
+            people[pid] = matching.Demographics.of(row)
     return [
         {
             "id": pid,
@@ -392,13 +394,13 @@ def likely_duplicates(
             "reasons": matching.reasons(wanted, people[pid]),
             "href": f"/patients/{pid}",
         }
-        for pid, points in matching.ranked(wanted, people.items())
+        for pid, points in matching.ranked(wanted, ((pid, people[pid]) for pid in rows))
     ]
 
 
-def duplicates_of(conn: Connection, data: PatientIn) -> list[dict[str, Any]]:
-    """Patients on record that are likely the new patient ``data`` describes."""
-    return likely_duplicates(conn, _stored_values(data), None)
+def duplicates_of_each(conn: Connection, new: Sequence[PatientIn]) -> list[list[dict[str, Any]]]:
+    """For each new patient, the patients on record that are likely the same person."""
+    return likely_duplicates_of_each(conn, [_stored_values(data) for data in new])
 
 
 def _check_duplicates(
@@ -435,23 +437,23 @@ def find_matches(db: Database, actor: Actor, values: Mapping[str, Any]) -> dict[
 
 def _keep_identifiers(conn: Connection, patient_id: int, data: PatientIn) -> None:
     """Store the patient's identifiers, refusing one that another patient holds."""
-    wanted = [(i.system, i.value) for i in data.identifiers or []]
-    for system, value in wanted:
-        holder = conn.execute(
-            select(patient_identifiers.c.patient_id).where(
-                patient_identifiers.c.system == system,
-                patient_identifiers.c.value == value,
-                patient_identifiers.c.patient_id != patient_id,
-            )
-        ).scalar()
+    _refuse_held_identifiers(conn, patient_id, data)
+    conn.execute(delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id))
+    HOLD.run(conn, [(patient_id, i.system, i.value) for i in data.identifiers or []])
+
+
+def _refuse_held_identifiers(conn: Connection, patient_id: int | None, data: PatientIn) -> None:
+    """Conflict if a patient other than ``patient_id`` (any, for a new one) holds one of the
+    identifiers ``data`` lists."""
+    for system, value in ((i.system, i.value) for i in data.identifiers or []):
+        held = select(patient_identifiers.c.patient_id).where(
+            patient_identifiers.c.system == system, patient_identifiers.c.value == value
+        )
+        if patient_id is not None:
+            held = held.where(patient_identifiers.c.patient_id != patient_id)
+        holder = conn.execute(held).scalar()
         if holder is not None:
             raise Conflict(f"Patient {holder} already has the identifier {system}|{value}.")
-    conn.execute(delete(patient_identifiers).where(patient_identifiers.c.patient_id == patient_id))
-    if wanted:
-        conn.execute(
-            insert(patient_identifiers),
-            [{"patient_id": patient_id, "system": s, "value": v} for s, v in wanted],
-        )
 
 
 def _update(
