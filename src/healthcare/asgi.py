@@ -30,4 +30,5 @@ app = WholeRequests(
     large_uploads={
         "/ui/admin/import": LargeUpload(settings.max_import_bytes, IMPORT_UPLOAD_SECONDS),
     },
+    threaded_reads=("/ui/admin/export.",),  # every patient, audited a batch at a time
 )

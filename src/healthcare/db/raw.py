@@ -165,11 +165,19 @@ def _cursor_in(conn: Connection) -> Iterator[Any]:
         cursor.close()
 
 
-def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
-    """Run a statement inside ``conn``'s open transaction; the first row it returns."""
+def fetch_in(
+    conn: Connection, statement: RawStatement, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run a statement inside ``conn``'s open transaction; the rows it returns."""
     with _cursor_in(conn) as cursor:
         cursor.execute(*statement.arguments(conn.engine, params))
-        return cursor.fetchone()
+        return cursor.fetchall()
+
+
+def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
+    """Run a statement inside ``conn``'s open transaction; the first row it returns."""
+    rows = fetch_in(conn, statement, params)
+    return rows[0] if rows else None
 
 
 def execute_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> None:
