@@ -229,3 +229,15 @@ def test_only_the_upload_route_takes_a_larger_body(
                  receiving(b"x" * size))  # fmt: skip
     assert sent[0]["status"] == status
     assert len(seen) == (1 if status == 201 else 0)
+
+
+def test_an_api_read_runs_in_the_pool_while_the_read_audit_holds_reads_back() -> None:
+    """Backpressure makes a read wait for the audit flush: that wait must hold a thread,
+    never the event loop that every other request of the worker needs."""
+    seen: Seen = []
+    flooded = [True]
+    server = adapter(seen, reads_must_wait=lambda: flooded[0])
+    serve(server, scope("GET", headers=[], path="/patients/7"), receiving(b""))
+    flooded[0] = False
+    serve(server, scope("GET", headers=[], path="/patients/7"), receiving(b""))
+    assert [e["thread"][:7] for e in seen] == ["request", "MainThr"]

@@ -13,7 +13,9 @@ itself, as an ``async def`` handler of an ASGI framework would; it only computes
 would cost more than it does. Everything else runs in a bounded pool of threads, because it
 may wait for a group commit and other requests must go on meanwhile: a change; a browser's
 read (it sends its session cookie, and a signed-in session is touched or ended by a write);
-and the reads named in ``threaded_reads``, which take long and audit as they go (the export)."""
+the reads named in ``threaded_reads``, which take long and audit as they go (the export); and
+every read while ``reads_must_wait`` says the read audit is flooded, so that its backpressure
+(a read waits for the flush) holds threads, never the event loop."""
 
 from __future__ import annotations
 
@@ -79,12 +81,14 @@ class WholeRequests:
         on_shutdown: Callable[[], None] = lambda: None,
         large_uploads: Mapping[str, LargeUpload] | None = None,
         threaded_reads: tuple[str, ...] = (),
+        reads_must_wait: Callable[[], bool] = lambda: False,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.body_limit = body_limit
         self.deadline = deadline
         self.large_uploads = dict(large_uploads or {})
         self.threaded_reads = threaded_reads
+        self.reads_must_wait = reads_must_wait
         self._one_large_upload = asyncio.Semaphore(1)
         self.on_shutdown = on_shutdown
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
@@ -122,12 +126,14 @@ class WholeRequests:
         return await loop.run_in_executor(self.pool, run_wsgi, self.wsgi_app, environ)
 
     def runs_on_the_loop(self, scope: Scope) -> bool:
-        """An API read runs where it arrived; a change, a browser's read (cookies) or a read
-        named in ``threaded_reads`` runs in the pool."""
+        """An API read runs where it arrived; a change, a browser's read (cookies), a read
+        named in ``threaded_reads``, or any read while ``reads_must_wait`` (the read audit's
+        backpressure) runs in the pool."""
         return (
             scope["method"] in SAFE_METHODS
             and _header(scope, b"cookie") is None
             and not scope["path"].startswith(self.threaded_reads)
+            and not self.reads_must_wait()
         )
 
     async def _read_large_upload(

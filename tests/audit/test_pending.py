@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -180,3 +181,20 @@ def test_reads_wait_for_the_flush_rather_than_pile_up_past_the_high_water_mark()
     pending.close()
     assert not refused
     assert max(depths) <= HIGH_WATER + len(threads)
+
+
+def test_a_read_on_the_event_loop_is_never_held_back_by_the_backpressure() -> None:
+    """The server sends reads to its threads while flooded; one that still reaches the event
+    loop must not stop it waiting for a flush (here one that never comes)."""
+    writer = StuckWriter()
+    pending = PendingAudit(writer, delay=60.0, max_events=100_000, max_age=30.0)
+    for n in range(HIGH_WATER):
+        pending.add(Event("patient.read", patient_id=n))
+    assert pending.flooded()
+
+    async def read_on_the_loop() -> float:
+        started = time.monotonic()
+        pending.add(Event("patient.read", patient_id=HIGH_WATER))
+        return time.monotonic() - started
+
+    assert asyncio.run(read_on_the_loop()) < 5.0

@@ -16,6 +16,7 @@ once HIGH_WATER events wait, new reads wait for the flush: backpressure, not ref
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import multiprocessing.util
@@ -63,7 +64,8 @@ class PendingAudit:
         if self._started_in != os.getpid():
             self._start()
         with self._lock:
-            self._wait_while_flooded()
+            if not _on_an_event_loop():  # the server sends flooded reads to its threads
+                self._wait_while_flooded()
             self._refuse_when_behind()
             if not self._events and not self._in_flight:
                 self._behind_since = time.monotonic()
@@ -74,12 +76,17 @@ class PendingAudit:
         if many:
             self._wake.set()
 
+    def flooded(self) -> bool:
+        """Whether a new read would wait for the flush (HIGH_WATER events wait): the server
+        then runs it in a thread rather than on its event loop, which waiting would stop."""
+        return len(self._events) + self._in_flight >= HIGH_WATER
+
     def _wait_while_flooded(self) -> None:
         """Backpressure, with the lock held: while HIGH_WATER events wait, a new read waits
         for the flush to take them (the lock is let go meanwhile), so that reads go at the
         pace the audit is written instead of piling up flushes too large to commit within
         ``max_age``. Refusal stays for an audit that is not getting through at all."""
-        while len(self._events) + self._in_flight >= HIGH_WATER:
+        while self.flooded():
             self._wake.set()
             remaining = self.max_age - (time.monotonic() - self._behind_since)
             if remaining <= 0 or not self._drained.wait(remaining):
@@ -155,3 +162,11 @@ class PendingAudit:
             self._wake.wait(self.delay)
             self._wake.clear()
             self.flush()
+
+
+def _on_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
