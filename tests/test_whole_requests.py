@@ -13,6 +13,7 @@ import pytest
 from healthcare.whole_requests import LargeUpload, Message, WholeRequests, wsgi_environ
 
 Seen = list[dict[str, Any]]
+CHUNKED = [(b"transfer-encoding", b"chunked")]  # a body of unknown length follows
 
 
 def recording_app(seen: Seen) -> Any:
@@ -31,7 +32,8 @@ def scope(
     return {
         "type": "http", "http_version": "1.1", "method": method, "scheme": "http",
         "path": path, "root_path": "", "query_string": b"q=an&limit=2",
-        "headers": headers or [], "client": ("10.0.0.7", 5555), "server": ("127.0.0.1", 9000),
+        "headers": CHUNKED if headers is None else headers, "client": ("10.0.0.7", 5555),
+        "server": ("127.0.0.1", 9000),
     }  # fmt: skip
 
 
@@ -66,7 +68,8 @@ def adapter(seen: Seen, **options: Any) -> WholeRequests:
 
 def test_a_complete_request_runs_in_a_pool_thread_with_its_whole_body() -> None:
     seen: Seen = []
-    headers = [(b"content-type", b"application/json"), (b"x-tag", b"a"), (b"x-tag", b"b")]
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"11"),
+               (b"x-tag", b"a"), (b"x-tag", b"b")]  # fmt: skip
     sent = serve(adapter(seen), scope(headers=headers), receiving(b'{"na', b'me": 1}'))
     assert sent == [
         {"type": "http.response.start", "status": 201,
@@ -82,6 +85,47 @@ def test_a_complete_request_runs_in_a_pool_thread_with_its_whole_body() -> None:
     assert environ["thread"].startswith("request")
 
 
+SESSION = [(b"cookie", b"healthcare_session=abc")]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "runs_in"),
+    [("GET", "/patients/7", [], "MainThread"), ("HEAD", "/patients/7", [], "MainThread"),
+     ("POST", "/patients", CHUNKED, "request"), ("DELETE", "/patients/7", [], "request"),
+     ("GET", "/ui/patients", SESSION, "request"), ("GET", "/patients/7", SESSION, "request"),
+     ("GET", "/ui/admin/export.csv", [], "request")],
+)  # fmt: skip
+def test_an_api_read_runs_on_the_event_loop_and_anything_that_may_write_in_the_pool(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], runs_in: str
+) -> None:
+    """A change waits for its group commit, a browser's session may be touched by a write and
+    the export audits as it goes, so other requests must go on meanwhile; an API read only
+    computes. asyncio.run runs the event loop on the main thread here."""
+    seen: Seen = []
+    server = adapter(seen, threaded_reads=("/ui/admin/export.",))
+    sent = serve(server, scope(method, headers=headers, path=path), receiving(b""))
+    assert sent[0]["status"] == 201
+    assert seen[0]["thread"].startswith(runs_in)
+
+
+def test_a_request_that_declares_no_body_is_run_without_waiting_for_one() -> None:
+    """HTTP/1: no Content-Length and no Transfer-Encoding means no body (RFC 9112, 6.3), so
+    the adapter does not wait for one (a client that sends nothing more is still answered)."""
+    seen: Seen = []
+    never: Any = receiving(then_wait=True)
+    sent = serve(adapter(seen, deadline=0.05), scope("GET", headers=[]), never)
+    assert sent[0]["status"] == 201
+    assert seen[0]["body"] == b""
+    assert "CONTENT_LENGTH" not in seen[0]
+
+
+def test_an_http2_request_is_read_whole_whether_or_not_it_declares_a_length() -> None:
+    seen: Seen = []
+    request = {**scope(headers=[]), "http_version": "2"}
+    serve(adapter(seen), request, receiving(b'{"a"', b": 1}"))
+    assert seen[0]["body"] == b'{"a": 1}'
+
+
 def test_a_body_not_received_by_the_deadline_is_refused_with_408() -> None:
     seen: Seen = []
     sent = serve(adapter(seen, deadline=0.05), scope(), receiving(b"{", then_wait=True))
@@ -93,7 +137,7 @@ def test_a_body_not_received_by_the_deadline_is_refused_with_408() -> None:
 
 @pytest.mark.parametrize(
     ("headers", "chunks"),
-    [([(b"content-length", b"101")], [b""]), ([], [b"x" * 60, b"x" * 41])],
+    [([(b"content-length", b"101")], [b""]), (CHUNKED, [b"x" * 60, b"x" * 41])],
     ids=["declared", "streamed"],
 )
 def test_a_body_over_the_limit_is_refused_with_413(
@@ -185,3 +229,15 @@ def test_only_the_upload_route_takes_a_larger_body(
                  receiving(b"x" * size))  # fmt: skip
     assert sent[0]["status"] == status
     assert len(seen) == (1 if status == 201 else 0)
+
+
+def test_an_api_read_runs_in_the_pool_while_the_read_audit_holds_reads_back() -> None:
+    """Backpressure makes a read wait for the audit flush: that wait must hold a thread,
+    never the event loop that every other request of the worker needs."""
+    seen: Seen = []
+    flooded = [True]
+    server = adapter(seen, reads_must_wait=lambda: flooded[0])
+    serve(server, scope("GET", headers=[], path="/patients/7"), receiving(b""))
+    flooded[0] = False
+    serve(server, scope("GET", headers=[], path="/patients/7"), receiving(b""))
+    assert [e["thread"][:7] for e in seen] == ["request", "MainThr"]

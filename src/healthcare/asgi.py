@@ -30,4 +30,6 @@ app = WholeRequests(
     large_uploads={
         "/ui/admin/import": LargeUpload(settings.max_import_bytes, IMPORT_UPLOAD_SECONDS),
     },
+    threaded_reads=("/ui/admin/export.",),  # every patient, audited a batch at a time
+    reads_must_wait=database.pending_audit.flooded,
 )

@@ -1,11 +1,21 @@
-"""The server side of a request: read it whole on the event loop, then run it in a thread.
+"""The server side of a request: read it whole on the event loop, then run it.
 
 granian speaks ASGI to this adapter. Headers are read and parsed by granian (with its header
 deadline); the body is read here, on the worker's event loop, up to the size limit and before
-a deadline. Only a complete request is handed to the Flask (WSGI) app, in a bounded pool of
-threads, and its whole answer is sent back from the event loop. A client that is slow to send
-or to read therefore waits on the event loop, where waiting holds nothing: no thread, no lock,
-no database connection. That is the design, not a rule the code must keep (docs/request-path.md)."""
+a deadline. Only a complete request is handed to the Flask (WSGI) app, and its whole answer is
+sent back from the event loop. A client that is slow to send or to read therefore waits on the
+event loop, where waiting holds nothing: no thread, no lock, no database connection. That is
+the design, not a rule the code must keep (docs/request-path.md).
+
+Where the app runs: an API read (GET, HEAD, OPTIONS without cookies) runs on the event loop
+itself, as an ``async def`` handler of an ASGI framework would; it only computes and reads
+(its audit event waits in memory for the next flush), so handing it to a thread and back
+would cost more than it does. Everything else runs in a bounded pool of threads, because it
+may wait for a group commit and other requests must go on meanwhile: a change; a browser's
+read (it sends its session cookie, and a signed-in session is touched or ended by a write);
+the reads named in ``threaded_reads``, which take long and audit as they go (the export); and
+every read while ``reads_must_wait`` says the read audit is flooded, so that its backpressure
+(a read waits for the flush) holds threads, never the event loop."""
 
 from __future__ import annotations
 
@@ -28,6 +38,9 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BodyTooLarge(Exception):
@@ -55,7 +68,8 @@ class Answer:
 
 class WholeRequests:
     """An ASGI app around a WSGI app: ``body_limit`` bytes at most, read within ``deadline``
-    seconds (else 413 or 408), then the WSGI app in one of ``threads`` threads."""
+    seconds (else 413 or 408), then the WSGI app: on the event loop for an API read, in one
+    of ``threads`` threads otherwise (see the module's docstring)."""
 
     def __init__(
         self,
@@ -66,11 +80,15 @@ class WholeRequests:
         threads: int,
         on_shutdown: Callable[[], None] = lambda: None,
         large_uploads: Mapping[str, LargeUpload] | None = None,
+        threaded_reads: tuple[str, ...] = (),
+        reads_must_wait: Callable[[], bool] = lambda: False,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.body_limit = body_limit
         self.deadline = deadline
         self.large_uploads = dict(large_uploads or {})
+        self.threaded_reads = threaded_reads
+        self.reads_must_wait = reads_must_wait
         self._one_large_upload = asyncio.Semaphore(1)
         self.on_shutdown = on_shutdown
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
@@ -90,7 +108,9 @@ class WholeRequests:
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         upload = self.large_uploads.get(scope["path"]) if scope["method"] == "POST" else None
         try:
-            if upload is None:
+            if not declares_body(scope):
+                body = b""  # nothing to wait for: no read, no deadline timer
+            elif upload is None:
                 async with asyncio.timeout(self.deadline):
                     body = await read_body(scope, receive, self.body_limit)
             else:
@@ -100,8 +120,21 @@ class WholeRequests:
         except BodyTooLarge:
             return refusal(413, "Content Too Large", "The request body is too large.")
         environ = wsgi_environ(scope, body)
+        if self.runs_on_the_loop(scope):
+            return run_wsgi(self.wsgi_app, environ)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, run_wsgi, self.wsgi_app, environ)
+
+    def runs_on_the_loop(self, scope: Scope) -> bool:
+        """An API read runs where it arrived; a change, a browser's read (cookies), a read
+        named in ``threaded_reads``, or any read while ``reads_must_wait`` (the read audit's
+        backpressure) runs in the pool."""
+        return (
+            scope["method"] in SAFE_METHODS
+            and _header(scope, b"cookie") is None
+            and not scope["path"].startswith(self.threaded_reads)
+            and not self.reads_must_wait()
+        )
 
     async def _read_large_upload(
         self, scope: Scope, receive: Receive, upload: LargeUpload
@@ -140,6 +173,16 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def declares_body(scope: Scope) -> bool:
+    """Whether the request has a body to read. In HTTP/1 only a Content-Length or a
+    Transfer-Encoding says so (RFC 9112, 6.3); an HTTP/2 request may send one regardless."""
+    if not scope["http_version"].startswith("1"):
+        return True
+    return _header(scope, b"content-length") is not None or (
+        _header(scope, b"transfer-encoding") is not None
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
-from healthcare.audit.pending import PendingAudit
+from healthcare.audit.pending import HIGH_WATER, PendingAudit
 from healthcare.audit.trail import Event
 from healthcare.db.database import Database
 from healthcare.errors import AuditBacklog
@@ -151,3 +152,49 @@ def test_reads_answer_503_while_the_audit_cannot_be_written(
     _until_status(client, path, 200)  # the audit caught up
     answered = seen.count(200) + 1
     assert len(audit_rows(db, action="patient.read")) == answered
+
+
+def test_reads_wait_for_the_flush_rather_than_pile_up_past_the_high_water_mark() -> None:
+    """Backpressure: with a slow audit write, reads from several threads never have more
+    than HIGH_WATER events waiting (each thread may add one past it), and none is refused."""
+    depths: list[int] = []
+
+    def slow_write(work: Any) -> None:
+        time.sleep(0.02)  # a large flush taking its time to commit
+
+    pending = PendingAudit(slow_write, delay=0.01, max_events=100_000, max_age=30.0)
+    refused: list[AuditBacklog] = []
+
+    def reader(first: int) -> None:
+        for n in range(first, first + 1_500):
+            try:
+                pending.add(Event("patient.read", patient_id=n))
+            except AuditBacklog as exc:
+                refused.append(exc)
+            depths.append(len(pending._events) + pending._in_flight)
+
+    threads = [threading.Thread(target=reader, args=(k * 10_000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    pending.close()
+    assert not refused
+    assert max(depths) <= HIGH_WATER + len(threads)
+
+
+def test_a_read_on_the_event_loop_is_never_held_back_by_the_backpressure() -> None:
+    """The server sends reads to its threads while flooded; one that still reaches the event
+    loop must not stop it waiting for a flush (here one that never comes)."""
+    writer = StuckWriter()
+    pending = PendingAudit(writer, delay=60.0, max_events=100_000, max_age=30.0)
+    for n in range(HIGH_WATER):
+        pending.add(Event("patient.read", patient_id=n))
+    assert pending.flooded()
+
+    async def read_on_the_loop() -> float:
+        started = time.monotonic()
+        pending.add(Event("patient.read", patient_id=HIGH_WATER))
+        return time.monotonic() - started
+
+    assert asyncio.run(read_on_the_loop()) < 5.0

@@ -154,3 +154,26 @@ def test_released_databases_find_their_revision_in_the_chain(tmp_path: Path) -> 
         assert migrate.current_revision(engine) == oldest_first[-1]
     finally:
         engine.dispose()
+
+
+def test_a_postgresql_server_that_never_answers_fails_the_connection_in_seconds() -> None:
+    """An API read runs on the server's event loop: a database host that accepts the
+    connection and then says nothing must not hold it for the system's TCP timeout."""
+    import socket
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from healthcare.db.engine import POSTGRES_CONNECT_TIMEOUT_SECONDS, create_db_engine
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+        port = silent.getsockname()[1]
+        engine = create_db_engine(f"postgresql+psycopg://app@127.0.0.1:{port}/healthcare")
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            engine.connect()
+        waited = time.monotonic() - started
+    engine.dispose()
+    assert waited < POSTGRES_CONNECT_TIMEOUT_SECONDS * 3

@@ -11,10 +11,12 @@ being written), or events have waited ``max_age`` seconds with no audit write ge
 (another process holds the write lock, the database is gone), ``add`` refuses with
 ``AuditBacklog`` (503) and the read it would have recorded is not answered. A killed process
 therefore loses at most the reads it answered within ``max_age`` seconds of its last audit
-write that committed, and at most ``max_events`` of them (docs/request-path.md)."""
+write that committed, and at most ``max_events`` of them (docs/request-path.md). Before that,
+once HIGH_WATER events wait, new reads wait for the flush: backpressure, not refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import multiprocessing.util
@@ -32,6 +34,7 @@ from healthcare.errors import AuditBacklog
 
 log = logging.getLogger("healthcare.audit")
 FLUSH_AT = 256  # a flush holds the interpreter for a few milliseconds at most
+HIGH_WATER = 4 * FLUSH_AT  # past this many waiting, a read waits for the flush first
 
 
 class PendingAudit:
@@ -51,6 +54,7 @@ class PendingAudit:
         self._in_flight = 0  # taken by a write that has not committed yet
         self._behind_since = 0.0  # since when events wait with no audit write getting through
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._flushing = threading.Lock()
         self._started_in: int | None = None
@@ -60,6 +64,8 @@ class PendingAudit:
         if self._started_in != os.getpid():
             self._start()
         with self._lock:
+            if not _on_an_event_loop():  # the server sends flooded reads to its threads
+                self._wait_while_flooded()
             self._refuse_when_behind()
             if not self._events and not self._in_flight:
                 self._behind_since = time.monotonic()
@@ -69,6 +75,22 @@ class PendingAudit:
         metrics.set_audit_queued(queued)
         if many:
             self._wake.set()
+
+    def flooded(self) -> bool:
+        """Whether a new read would wait for the flush (HIGH_WATER events wait): the server
+        then runs it in a thread rather than on its event loop, which waiting would stop."""
+        return len(self._events) + self._in_flight >= HIGH_WATER
+
+    def _wait_while_flooded(self) -> None:
+        """Backpressure, with the lock held: while HIGH_WATER events wait, a new read waits
+        for the flush to take them (the lock is let go meanwhile), so that reads go at the
+        pace the audit is written instead of piling up flushes too large to commit within
+        ``max_age``. Refusal stays for an audit that is not getting through at all."""
+        while self.flooded():
+            self._wake.set()
+            remaining = self.max_age - (time.monotonic() - self._behind_since)
+            if remaining <= 0 or not self._drained.wait(remaining):
+                return
 
     def _refuse_when_behind(self) -> None:
         waiting = len(self._events) + self._in_flight
@@ -90,6 +112,7 @@ class PendingAudit:
         with self._lock:
             self._in_flight -= len(events)
             self._behind_since = time.monotonic()
+            self._drained.notify_all()
 
     def put_back(self, events: list[Event]) -> None:
         """Events taken by a write that did not commit: they wait for the next flush."""
@@ -139,3 +162,11 @@ class PendingAudit:
             self._wake.wait(self.delay)
             self._wake.clear()
             self.flush()
+
+
+def _on_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -14,6 +14,7 @@ BEGIN_OPTION = "healthcare_begin"
 
 
 SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE"}
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
@@ -22,7 +23,14 @@ def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Eng
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(database_url, busy_timeout_ms)
     return create_engine(
-        database_url, pool_pre_ping=True, pool_size=8, max_overflow=8, hide_parameters=True
+        database_url,
+        # An API read runs on the server's event loop: a database that does not answer must
+        # fail it in seconds, not after the system's TCP timeout.
+        connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+        pool_pre_ping=True,
+        pool_size=8,
+        max_overflow=8,
+        hide_parameters=True,
     )
 
 

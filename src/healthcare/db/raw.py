@@ -165,17 +165,31 @@ def _cursor_in(conn: Connection) -> Iterator[Any]:
         cursor.close()
 
 
-def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
-    """Run a statement inside ``conn``'s open transaction; the first row it returns."""
+def fetch_in(
+    conn: Connection, statement: RawStatement, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run a statement inside ``conn``'s open transaction; the rows it returns."""
     with _cursor_in(conn) as cursor:
         cursor.execute(*statement.arguments(conn.engine, params))
-        return cursor.fetchone()
+        return cursor.fetchall()
+
+
+def fetch_one_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> Any:
+    """Run a statement inside ``conn``'s open transaction; the first row it returns."""
+    rows = fetch_in(conn, statement, params)
+    return rows[0] if rows else None
 
 
 def execute_in(conn: Connection, statement: RawStatement, params: dict[str, Any]) -> None:
     """Run a statement inside ``conn``'s open transaction."""
     with _cursor_in(conn) as cursor:
         cursor.execute(*statement.arguments(conn.engine, params))
+
+
+# On psycopg, rows this narrow (the audit's disclosures) go in 64 to a statement at 7.6 µs a
+# row against 14.8 through executemany; rows of 7 columns take 15.7 µs through executemany
+# against 19.5 in statements of 64, 30 columns 24 against 92-119 (measured, PostgreSQL 15).
+NARROW_ROW = 2
 
 
 class MultiRowInsert:
@@ -202,8 +216,12 @@ class MultiRowInsert:
 
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         with _cursor_in(conn) as cursor:
-            if rows and self._flat_processors(conn.engine, 1) is None:
-                # Named parameters (psycopg): converting a statement of thousands of names
+            if (
+                rows
+                and len(self.columns) > NARROW_ROW
+                and self._flat_processors(conn.engine, 1) is None
+            ):
+                # Named parameters (psycopg): converting a statement of hundreds of names
                 # costs more than running it. The one-row statement, converted once, goes
                 # to the driver's executemany, which pipelines the rows.
                 sql = self._statements[1]._for(conn.engine).sql
