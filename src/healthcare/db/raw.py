@@ -217,7 +217,7 @@ class MultiRowInsert:
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         with _cursor_in(conn) as cursor:
             if (
-                rows
+                len(rows) > 1  # one row: one statement (executemany's pipeline costs 20 µs)
                 and len(self.columns) > NARROW_ROW
                 and self._flat_processors(conn.engine, 1) is None
             ):
