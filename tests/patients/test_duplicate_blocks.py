@@ -125,7 +125,8 @@ def labelled(db: Database) -> tuple[list[Demographics], dict[int, int]]:
     (labelled with its id) and as many strangers."""
     rng = random.Random(16)
     on_record = [_person(rng, number) for number in range(ON_RECORD)]
-    batch = [(_patient(person), OPERATOR.event("patient.create")) for person in on_record]
+    new = [_patient(person) for person in on_record]
+    batch = [(data, service.stored_values(data), OPERATOR.event("patient.create")) for data in new]
     stored = db.write(lambda conn: service.insert_patients(conn, batch, db.mrn_prefix))
     ids = [row["id"] for row in stored]
     for patient_id in ids[:2]:

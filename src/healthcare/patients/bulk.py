@@ -18,7 +18,12 @@ from healthcare.db.models import patient_identifiers, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
 from healthcare.patients.schemas import PatientIn
-from healthcare.patients.service import duplicates_of_each, insert_patients, to_api
+from healthcare.patients.service import (
+    duplicates_of_each,
+    insert_patients,
+    stored_values,
+    to_api,
+)
 
 EXPORT_BATCH = 2_000
 NEXT_BATCH = RawStatement(
@@ -106,9 +111,12 @@ def import_patients(
 def _create_all(
     db: Database, actor: Actor, chunk: list[tuple[int, PatientIn]], conn: Connection
 ) -> list[int]:
-    batch = [(data, actor.event("patient.create", detail="import")) for _number, data in chunk]
+    batch = [
+        (data, stored_values(data), actor.event("patient.create", detail="import"))
+        for _number, data in chunk
+    ]
     insert_patients(conn, batch, db.mrn_prefix)
-    events = [event for _data, event in batch]
+    events = [event for _data, _values, event in batch]
     append(conn, events)
     return [event.patient_id for event in events if event.patient_id is not None]
 

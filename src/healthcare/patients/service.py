@@ -96,7 +96,7 @@ def as_row(values: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values[name] for name in FIELDS)
 
 
-def _stored_values(data: PatientIn) -> dict[str, Any]:
+def stored_values(data: PatientIn) -> dict[str, Any]:
     """The columns a patient's data fills: its fields, its identifiers as JSON, search keys."""
     values = data.model_dump()
     values["identifiers"] = orjson.dumps(values["identifiers"] or []).decode()
@@ -220,38 +220,42 @@ def create_patient(
     """Create a patient, unless it looks like patients on record and the caller has not
     confirmed that it is somebody else (PossibleDuplicates, naming them)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
-    values = _stored_values(data)
+    values = stored_values(data)
 
     def create(conn: Connection, event: Event) -> dict[str, Any]:
         _check_duplicates(conn, values, None, confirm_not_duplicate, event)
-        return insert_patient(conn, data, event, db.mrn_prefix)
+        return insert_patient(conn, data, values, event, db.mrn_prefix)
 
     return audited_write(db, actor.event("patient.create"), create)
 
 
 def insert_patient(
-    conn: Connection, data: PatientIn, event: Event, mrn_prefix: str
+    conn: Connection, data: PatientIn, values: dict[str, Any], event: Event, mrn_prefix: str
 ) -> dict[str, Any]:
     """Store a new patient (its record number, identifiers, first version) in the caller's
     transaction, and complete its audit event; Conflict if another patient holds one of its
-    identifiers."""
+    identifiers. ``values``: ``data``'s stored values (``stored_values``)."""
     _refuse_held_identifiers(conn, None, data)
-    [stored] = insert_patients(conn, [(data, event)], mrn_prefix)
+    [stored] = insert_patients(conn, [(data, values, event)], mrn_prefix)
     return to_api(as_row(stored))
 
 
+NewPatient = tuple[PatientIn, dict[str, Any], Event]  # the data, its stored values, its event
+
+
 def insert_patients(
-    conn: Connection, batch: Sequence[tuple[PatientIn, Event]], mrn_prefix: str
+    conn: Connection, batch: Sequence[NewPatient], mrn_prefix: str
 ) -> list[dict[str, Any]]:
     """New patients in the caller's transaction, each with its record number, identifiers and
     first version, its audit event completed; their stored values. One statement per table
     for a whole batch: the ids are taken first, so each row goes in whole with its record
-    number. The caller has checked the identifiers (the unique constraint refuses a clash)."""
+    number. The caller has checked the identifiers (the unique constraint refuses a clash)
+    and computed the stored values (once: the duplicate check uses them too)."""
     now = utc_now()
     ids = reserve_ids(conn, patients, len(batch))
     rows = [
         {
-            **_stored_values(data),
+            **values,
             "id": patient_id,
             "mrn": identifiers.mrn_for(patient_id, mrn_prefix),
             "merged_into": None,
@@ -259,22 +263,22 @@ def insert_patients(
             "updated_at": now,
             "version": 1,
         }
-        for (data, _event), patient_id in zip(batch, ids, strict=True)
+        for (_data, values, _event), patient_id in zip(batch, ids, strict=True)
     ]
     INSERT.run(conn, [tuple(row[name] for name in NEW_ROW) for row in rows])
     HOLD.run(
         conn,
         [
             (row["id"], i.system, i.value)
-            for (data, _event), row in zip(batch, rows, strict=True)
+            for (data, _values, _event), row in zip(batch, rows, strict=True)
             for i in data.identifiers or []
         ],
     )
-    for (data, event), row in zip(batch, rows, strict=True):
+    for (data, _values, event), row in zip(batch, rows, strict=True):
         event.patient_id = row["id"]
         event.fields = _filled_fields(data, row)
     history.record_versions(
-        conn, [(row, event) for (_data, event), row in zip(batch, rows, strict=True)], now
+        conn, [(row, event) for (_data, _values, event), row in zip(batch, rows, strict=True)], now
     )
     return rows
 
@@ -331,7 +335,7 @@ def _save(
     """Store ``data`` as the next version of ``current``, if it changes anything. A merge and
     its undo (``merge_at``) always make a version of the survivor, stamped with the time of the
     source's version: its history shows the merge, and an undo can tell whose merge it was."""
-    values = _stored_values(data)
+    values = stored_values(data)
     event.fields = [name for name in WRITABLE if current[name] != values[name]]
     if not event.fields and merge_at is None:
         return to_api(as_row(current))
@@ -400,7 +404,7 @@ def _likely(
 
 def duplicates_of_each(conn: Connection, new: Sequence[PatientIn]) -> list[list[dict[str, Any]]]:
     """For each new patient, the patients on record that are likely the same person."""
-    return likely_duplicates_of_each(conn, [_stored_values(data) for data in new])
+    return likely_duplicates_of_each(conn, [stored_values(data) for data in new])
 
 
 def _check_duplicates(
@@ -729,7 +733,7 @@ def _reopen(
 ) -> dict[str, Any]:
     now = utc_now()
     values = {
-        **_stored_values(data),
+        **stored_values(data),
         "deleted_at": None,
         "merged_into": None,
         "updated_at": now,
