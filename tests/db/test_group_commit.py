@@ -152,3 +152,45 @@ def test_a_write_racing_a_close_is_still_committed(engine: Engine) -> None:
             assert writing.result(10) > 0
     assert _count(engine) == 20
     writer.close()
+
+
+def _driver_connection(conn: Connection) -> object:
+    return conn.connection.driver_connection
+
+
+def test_a_kept_connection_serves_every_transaction_until_the_writer_closes(
+    engine: Engine,
+) -> None:
+    """SQLite's writer keeps one connection, and so its page cache, from one transaction to
+    the next (a failed unit included); close() gives it back."""
+    writer = GroupCommit(engine, keep_connection=True)
+    first = writer.run(_driver_connection)
+
+    def failing(conn: Connection) -> None:
+        raise Conflict("no")
+
+    with pytest.raises(Conflict):
+        writer.run(failing)
+    assert writer.run(_insert("Kept")) > 0
+    assert writer.run(_driver_connection) is first
+    writer.close()
+    assert writer._connection is None
+    assert _count(engine) == 1
+
+
+def test_a_kept_connection_that_was_invalidated_is_replaced(engine: Engine) -> None:
+    """A kept connection that broke (SQLAlchemy invalidates it) does not stop the writer: the
+    next transaction runs on a new driver connection and commits."""
+    writer = GroupCommit(engine, keep_connection=True)
+    broken = writer.run(_driver_connection)
+
+    def breaking(conn: Connection) -> None:
+        conn.invalidate()
+        raise ConnectionError("the connection broke")
+
+    with pytest.raises(ConnectionError):
+        writer.run(breaking)
+    assert writer.run(_insert("After")) > 0
+    assert writer.run(_driver_connection) is not broken
+    assert _count(engine) == 1
+    writer.close()

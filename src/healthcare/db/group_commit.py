@@ -5,7 +5,14 @@ one another for the write lock. Here each process has one writer thread that tak
 write unit waiting, runs each in its own SAVEPOINT inside a single transaction, and commits
 once. A unit that fails is rolled back alone and its caller gets the exception; a caller
 returns only after the commit that holds its unit, so an acknowledged write is durable.
-A unit may run more than once (see ``_commit``): it must only touch the database."""
+A unit may run more than once (see ``_commit``): it must only touch the database.
+
+On SQLite the writer thread keeps one connection for as long as it runs. Each connection has
+its own page cache, which SQLite empties whenever another connection has written; a writer
+that took whichever pooled connection was free started most transactions with an empty cache
+and paid a pool checkout besides (docs/request-path.md has the figures). A PostgreSQL
+connection can be dropped by the server while idle, so there every transaction takes one from
+the pool, which checks it first."""
 
 from __future__ import annotations
 
@@ -15,13 +22,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from healthcare.db.engine import write_transaction
+from healthcare.db.engine import write_transaction, writing
 
 T = TypeVar("T")
 log = logging.getLogger("healthcare.db")
@@ -69,10 +76,14 @@ class GroupCommit:
         process_lock: AbstractContextManager[Any] | None = None,
         around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
         on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
+        keep_connection: bool = False,
     ) -> None:
         """``on_commit(units, seconds)`` after each commit: how many units it carried, and
-        its database time from BEGIN to COMMIT."""
+        its database time from BEGIN to COMMIT. ``keep_connection``: the writer thread keeps
+        one connection (SQLite) instead of taking one from the pool for each transaction."""
         self.engine = engine
+        self.keep_connection = keep_connection
+        self._connection: Connection | None = None  # the kept one, used by the writer thread only
         self.on_commit = on_commit
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
@@ -99,6 +110,7 @@ class GroupCommit:
         forked child, which inherits no threads."""
         if self._started_in != os.getpid():
             self._queue = queue.SimpleQueue()
+            self._connection = None  # a forked child never uses its parent's
             self._writer = threading.Thread(
                 target=self._write_forever, name="group-commit", daemon=True
             )
@@ -129,7 +141,21 @@ class GroupCommit:
             if batch:
                 self._commit(batch)
             if stop:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
                 return
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        if not self.keep_connection:
+            with write_transaction(self.engine) as conn:
+                yield conn
+            return
+        if self._connection is None:
+            self._connection = writing(self.engine.connect())
+        with self._connection.begin():
+            yield self._connection
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
@@ -140,7 +166,7 @@ class GroupCommit:
         try:
             with (
                 self.process_lock,
-                write_transaction(self.engine) as conn,
+                self._transaction() as conn,
                 self.around(conn),
             ):
                 for unit in batch:
