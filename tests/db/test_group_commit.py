@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, event, func, insert, select
 
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
@@ -158,39 +158,30 @@ def _driver_connection(conn: Connection) -> object:
     return conn.connection.driver_connection
 
 
-def test_a_kept_connection_serves_every_transaction_until_the_writer_closes(
-    engine: Engine,
-) -> None:
-    """SQLite's writer keeps one connection, and so its page cache, from one transaction to
-    the next (a failed unit included); close() gives it back."""
-    writer = GroupCommit(engine, keep_connection=True)
-    first = writer.run(_driver_connection)
+def test_the_writer_keeps_its_connection_while_writes_keep_coming(engine: Engine) -> None:
+    """Transactions that follow one another without a pause share one connection (on SQLite,
+    its page cache; on PostgreSQL, no checkout and check per commit); once no write waits it
+    goes back to the pool, before any caller has its answer."""
+    checkouts: list[object] = []
+    event.listen(engine, "checkout", lambda *_args: checkouts.append(1))
+    writer = GroupCommit(engine)
+    started, release = threading.Event(), threading.Event()
 
-    def failing(conn: Connection) -> None:
-        raise Conflict("no")
+    def blocker(conn: Connection) -> object:
+        started.set()
+        release.wait(5)  # the next write queues behind this transaction
+        return _driver_connection(conn)
 
-    with pytest.raises(Conflict):
-        writer.run(failing)
-    assert writer.run(_insert("Kept")) > 0
-    assert writer.run(_driver_connection) is first
-    writer.close()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        second = pool.submit(writer.run, _driver_connection)
+        wait_until(lambda: writer._queue.qsize() == 1, timeout=10, what="the next write queued")
+        release.set()
+        assert first.result(10) is second.result(10)
+    assert len(checkouts) == 1
     assert writer._connection is None
-    assert _count(engine) == 1
-
-
-def test_a_kept_connection_that_was_invalidated_is_replaced(engine: Engine) -> None:
-    """A kept connection that broke (SQLAlchemy invalidates it) does not stop the writer: the
-    next transaction runs on a new driver connection and commits."""
-    writer = GroupCommit(engine, keep_connection=True)
-    broken = writer.run(_driver_connection)
-
-    def breaking(conn: Connection) -> None:
-        conn.invalidate()
-        raise ConnectionError("the connection broke")
-
-    with pytest.raises(ConnectionError):
-        writer.run(breaking)
-    assert writer.run(_insert("After")) > 0
-    assert writer.run(_driver_connection) is not broken
-    assert _count(engine) == 1
+    writer.run(_insert("Later"))
+    assert len(checkouts) == 2
     writer.close()
+    assert _count(engine) == 1

@@ -53,7 +53,6 @@ class Database:
             process_lock=_sqlite_process_lock(engine),
             around=around_write,
             on_commit=on_commit,
-            keep_connection=engine.dialect.name == "sqlite",
         )
         self._readers = raw.readers_for(engine)
         self.pages = RevisionCache()

@@ -7,12 +7,13 @@ once. A unit that fails is rolled back alone and its caller gets the exception; 
 returns only after the commit that holds its unit, so an acknowledged write is durable.
 A unit may run more than once (see ``_commit``): it must only touch the database.
 
-On SQLite the writer thread keeps one connection for as long as it runs. Each connection has
-its own page cache, which SQLite empties whenever another connection has written; a writer
-that took whichever pooled connection was free started most transactions with an empty cache
-and paid a pool checkout besides (docs/request-path.md has the figures). A PostgreSQL
-connection can be dropped by the server while idle, so there every transaction takes one from
-the pool, which checks it first."""
+While writes keep coming, the writer thread keeps its connection from one transaction to the
+next; it gives it back to the pool whenever it has nothing to do. A SQLite connection has its
+own page cache, which SQLite empties whenever another connection has written: a writer that
+took whichever pooled connection was free started most transactions with an empty cache and
+paid a pool checkout besides; on PostgreSQL the checkout's liveness check is a round trip per
+commit (docs/request-path.md has the figures). A connection is never kept idle, where a server
+could drop it or a restore dispose of its pool."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from healthcare.db.engine import write_transaction, writing
+from healthcare.db.engine import writing
 
 T = TypeVar("T")
 log = logging.getLogger("healthcare.db")
@@ -76,14 +77,11 @@ class GroupCommit:
         process_lock: AbstractContextManager[Any] | None = None,
         around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
         on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
-        keep_connection: bool = False,
     ) -> None:
         """``on_commit(units, seconds)`` after each commit: how many units it carried, and
-        its database time from BEGIN to COMMIT. ``keep_connection``: the writer thread keeps
-        one connection (SQLite) instead of taking one from the pool for each transaction."""
+        its database time from BEGIN to COMMIT."""
         self.engine = engine
-        self.keep_connection = keep_connection
-        self._connection: Connection | None = None  # the kept one, used by the writer thread only
+        self._connection: Connection | None = None  # the writer thread's, while it is busy
         self.on_commit = on_commit
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
@@ -141,21 +139,20 @@ class GroupCommit:
             if batch:
                 self._commit(batch)
             if stop:
-                if self._connection is not None:
-                    self._connection.close()
-                    self._connection = None
+                self._give_connection_back()
                 return
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        if not self.keep_connection:
-            with write_transaction(self.engine) as conn:
-                yield conn
-            return
         if self._connection is None:
             self._connection = writing(self.engine.connect())
         with self._connection.begin():
             yield self._connection
+
+    def _give_connection_back(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
@@ -177,6 +174,8 @@ class GroupCommit:
                     self._commit([unit])
                 return
             batch[0].result, batch[0].error = None, exc
+        if self._queue.empty():
+            self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
             unit.done.set()
         try:
