@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # max_body_bytes.
     max_import_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
-    blocking_threads: int = Field(8, ge=1, le=256)
+    blocking_threads: int = Field(16, ge=1, le=256)
     # Headers (granian) and body (healthcare.whole_requests) must arrive within this time.
     read_timeout_seconds: int = Field(10, ge=1, le=60)
     port: int = Field(9000, ge=1, le=65535, validation_alias="PORT")

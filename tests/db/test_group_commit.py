@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, event, func, insert, select
 
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
@@ -152,3 +152,36 @@ def test_a_write_racing_a_close_is_still_committed(engine: Engine) -> None:
             assert writing.result(10) > 0
     assert _count(engine) == 20
     writer.close()
+
+
+def _driver_connection(conn: Connection) -> object:
+    return conn.connection.driver_connection
+
+
+def test_the_writer_keeps_its_connection_while_writes_keep_coming(engine: Engine) -> None:
+    """Transactions that follow one another without a pause share one connection (on SQLite,
+    its page cache; on PostgreSQL, no checkout and check per commit); once no write waits it
+    goes back to the pool, before any caller has its answer."""
+    checkouts: list[object] = []
+    event.listen(engine, "checkout", lambda *_args: checkouts.append(1))
+    writer = GroupCommit(engine)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> object:
+        started.set()
+        release.wait(5)  # the next write queues behind this transaction
+        return _driver_connection(conn)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        second = pool.submit(writer.run, _driver_connection)
+        wait_until(lambda: writer._queue.qsize() == 1, timeout=10, what="the next write queued")
+        release.set()
+        assert first.result(10) is second.result(10)
+    assert len(checkouts) == 1
+    assert writer._connection is None
+    writer.run(_insert("Later"))
+    assert len(checkouts) == 2
+    writer.close()
+    assert _count(engine) == 1

@@ -41,7 +41,7 @@ def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         database_url,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
-        pool_size=8,
+        pool_size=16,  # a file handle each: one for every request thread, and the writer's
         max_overflow=8,
         hide_parameters=True,  # error messages (and so logs) never carry patient values
     )
@@ -72,5 +72,10 @@ def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""
-    with engine.connect() as conn, conn.execution_options(**{BEGIN_OPTION: "write"}).begin():
+    with engine.connect() as conn, writing(conn).begin():
         yield conn
+
+
+def writing(conn: Connection) -> Connection:
+    """``conn``, its transactions from now on writers (see ``write_transaction``)."""
+    return conn.execution_options(**{BEGIN_OPTION: "write"})

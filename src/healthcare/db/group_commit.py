@@ -5,7 +5,15 @@ one another for the write lock. Here each process has one writer thread that tak
 write unit waiting, runs each in its own SAVEPOINT inside a single transaction, and commits
 once. A unit that fails is rolled back alone and its caller gets the exception; a caller
 returns only after the commit that holds its unit, so an acknowledged write is durable.
-A unit may run more than once (see ``_commit``): it must only touch the database."""
+A unit may run more than once (see ``_commit``): it must only touch the database.
+
+While writes keep coming, the writer thread keeps its connection from one transaction to the
+next; it gives it back to the pool whenever it has nothing to do. A SQLite connection has its
+own page cache, which SQLite empties whenever another connection has written: a writer that
+took whichever pooled connection was free started most transactions with an empty cache and
+paid a pool checkout besides; on PostgreSQL the checkout's liveness check is a round trip per
+commit (docs/request-path.md has the figures). A connection is never kept idle, where a server
+could drop it or a restore dispose of its pool."""
 
 from __future__ import annotations
 
@@ -15,13 +23,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from healthcare.db.engine import write_transaction
+from healthcare.db.engine import writing
 
 T = TypeVar("T")
 log = logging.getLogger("healthcare.db")
@@ -73,6 +81,7 @@ class GroupCommit:
         """``on_commit(units, seconds)`` after each commit: how many units it carried, and
         its database time from BEGIN to COMMIT."""
         self.engine = engine
+        self._connection: Connection | None = None  # the writer thread's, while it is busy
         self.on_commit = on_commit
         self.max_batch = max_batch
         self.process_lock = process_lock or nullcontext()
@@ -99,6 +108,7 @@ class GroupCommit:
         forked child, which inherits no threads."""
         if self._started_in != os.getpid():
             self._queue = queue.SimpleQueue()
+            self._connection = None  # a forked child never uses its parent's
             self._writer = threading.Thread(
                 target=self._write_forever, name="group-commit", daemon=True
             )
@@ -129,7 +139,20 @@ class GroupCommit:
             if batch:
                 self._commit(batch)
             if stop:
+                self._give_connection_back()
                 return
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        if self._connection is None:
+            self._connection = writing(self.engine.connect())
+        with self._connection.begin():
+            yield self._connection
+
+    def _give_connection_back(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
@@ -140,7 +163,7 @@ class GroupCommit:
         try:
             with (
                 self.process_lock,
-                write_transaction(self.engine) as conn,
+                self._transaction() as conn,
                 self.around(conn),
             ):
                 for unit in batch:
@@ -151,6 +174,8 @@ class GroupCommit:
                     self._commit([unit])
                 return
             batch[0].result, batch[0].error = None, exc
+        if self._queue.empty():
+            self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
             unit.done.set()
         try:
