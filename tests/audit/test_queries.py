@@ -10,11 +10,12 @@ from sqlalchemy import select, text
 
 from healthcare.audit import queries, trail
 from healthcare.db.database import Database
-from healthcare.db.models import audit_events
+from healthcare.db.models import audit_chain, audit_disclosures, audit_events
 
 PATIENT = 7
 ERA = queries.ERA_SIZE
 ERA_SEEK = {"sqlite": "(<expr>=? AND patient_id=?)", "postgresql": f"(id / {ERA}) = ANY"}
+DISCLOSURE_SEEK = {**ERA_SEEK, "postgresql": f"((event_id / {ERA})) = ANY"}
 
 
 def _trail_across_eras(db: Database) -> list[int]:
@@ -27,6 +28,21 @@ def _trail_across_eras(db: Database) -> list[int]:
         events.append(trail.Event(action, username="reader", patient_id=PATIENT if mine else 1))
     db.write(lambda conn: trail.append(conn, events))
     return _ids_of_patient(db)
+
+
+def _listings_across_eras(db: Database) -> list[int]:
+    """Three eras of listings; those that returned patient 7 are early in the first and at
+    both ends of the third. Their ids, newest first."""
+    events, mine = [], {3, 2 * ERA + 1, 2 * ERA + 299}
+    for position in range(2 * ERA + 300):
+        returned = [1, PATIENT] if position in mine else [1, 2]
+        events.append(trail.Event("patient.list", username="reader", disclosed=returned))
+    db.write(lambda conn: trail.append(conn, events))
+    db.pending_audit.flush()
+    with db.engine.connect() as conn:
+        last = conn.execute(select(audit_chain.c.last_id)).scalar_one()
+    first = last - len(events) + 1
+    return sorted((first + position for position in mine), reverse=True)
 
 
 def _ids_of_patient(db: Database) -> list[int]:
@@ -61,6 +77,26 @@ def test_a_patients_rows_page_across_eras(
     now_expected = _ids_of_patient(db)  # the searches above are on the patient's log too
     log = admin.get(f"/patients/{PATIENT}/access-log?limit=500").json["items"]
     assert [row["id"] for row in log] == now_expected
+
+
+@pytest.mark.parametrize("eras_per_statement", [1, queries.ERAS_PER_STATEMENT])
+def test_the_listings_that_returned_a_patient_page_across_eras(
+    client_as: Callable[[str], FlaskClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    eras_per_statement: int,
+) -> None:
+    monkeypatch.setattr(queries, "ERAS_PER_STATEMENT", eras_per_statement)
+    expected = _listings_across_eras(db)
+    assert [i // ERA for i in expected] == [2, 2, 0]  # the layout the test is about
+    admin, seen, before = client_as("admin"), [], ""
+    while True:
+        page = admin.get(f"/patients/{PATIENT}/access-log?limit=1{before}").json
+        seen += [row["id"] for row in page["items"] if row["action"] == "patient.list"]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert seen == expected
 
 
 def test_a_far_off_cursor_starts_from_the_newest_row(
@@ -98,3 +134,8 @@ def test_patient_lookups_use_the_indexes_made_for_them(db: Database) -> None:
     c = audit_events.c
     change = select(c.id).where(c.patient_id == PATIENT, queries.IS_CHANGE).limit(1)
     assert "ix_audit_events_patient_change" in _plan(db, change)
+    d = audit_disclosures.c
+    listed = select(d.event_id).where(d.patient_id == PATIENT, queries.DISCLOSURE_ERA.in_([3, 2]))
+    plan = _plan(db, listed.order_by(d.event_id.desc()).limit(51))
+    assert "ix_audit_disclosures_patient_era" in plan
+    assert DISCLOSURE_SEEK[db.dialect] in plan

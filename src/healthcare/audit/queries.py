@@ -1,10 +1,10 @@
 """Reading the audit trail back: filtered, newest first, a page at a time (keyset paging on
 the id, so a page costs the same however deep into millions of rows it is).
 
-One patient's rows are indexed within eras of ``ERA_SIZE`` consecutive ids (migration 0003:
-a per-patient index over the whole trail took each read's row at a random place, which cost
-more than the read). They are looked up many eras per statement, newest eras first, until
-the page is full."""
+One patient's rows, and the disclosures naming the patient, are indexed within eras of
+``ERA_SIZE`` consecutive event ids (migrations 0003 and 0010: a per-patient index over the
+whole trail took each read's row at a random place, which cost more than the read). They are
+looked up many eras per statement, newest eras first, until the page is full."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ ERA_SIZE = 4096
 # Written exactly as the indexes' expression and condition (migration 0003), so that the
 # planners use them.
 ERA = literal_column(f"audit_events.id / {ERA_SIZE}")
+DISCLOSURE_ERA = literal_column(f"audit_disclosures.event_id / {ERA_SIZE}")
 ERAS_PER_STATEMENT = 256
 CHANGES = ("patient.create", "patient.update", "patient.delete", "patient.restore")
 IS_CHANGE = text(f"action IN ({', '.join(repr(action) for action in CHANGES)})")
@@ -112,7 +113,7 @@ def find_events(
             if patient_id is None:
                 rows = conn.execute(statement.limit(wanted)).mappings().all()
             else:
-                rows = _era_by_era(conn, statement, query.before, wanted)
+                rows = _era_by_era(conn, statement, ERA, query.before, wanted)
                 rows = _with_listings(conn, query, patient_id, rows, wanted)
         items = [as_api(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
@@ -122,9 +123,10 @@ def find_events(
 
 
 def _era_by_era(
-    conn: Connection, statement: Select[Any], before: int | None, wanted: int
+    conn: Connection, statement: Select[Any], era_of: Any, before: int | None, wanted: int
 ) -> list[Any]:
-    """Up to ``wanted`` rows of a statement about one patient, newest first."""
+    """Up to ``wanted`` rows of a statement about one patient, newest first; ``era_of``: the
+    era expression of its index."""
     newest = conn.execute(select(audit_chain.c.last_id)).scalar_one()
     if before is not None:
         newest = min(newest, before - 1)  # a far-off cursor must not mean eras of nothing
@@ -132,7 +134,7 @@ def _era_by_era(
     era = newest // ERA_SIZE
     while era >= 0 and len(rows) < wanted:
         eras = list(range(era, max(era - ERAS_PER_STATEMENT, -1), -1))
-        found = conn.execute(statement.where(ERA.in_(eras)).limit(wanted - len(rows)))
+        found = conn.execute(statement.where(era_of.in_(eras)).limit(wanted - len(rows)))
         rows += found.mappings().all()
         era -= ERAS_PER_STATEMENT
     return rows
@@ -147,8 +149,11 @@ def _with_listings(
     listed = select(d.event_id).where(d.patient_id == patient_id)
     if query.before is not None:
         listed = listed.where(d.event_id < query.before)
-    listed = listed.order_by(d.event_id.desc()).limit(wanted)
-    listings = conn.execute(_filtered(query, None).where(audit_events.c.id.in_(listed)))
+    newest = _era_by_era(
+        conn, listed.order_by(d.event_id.desc()), DISCLOSURE_ERA, query.before, wanted
+    )
+    event_ids = [row["event_id"] for row in newest]
+    listings = conn.execute(_filtered(query, None).where(audit_events.c.id.in_(event_ids)))
     merged = [*rows, *listings.mappings().all()]
     return sorted(merged, key=lambda row: row["id"], reverse=True)[:wanted]
 

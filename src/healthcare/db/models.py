@@ -11,7 +11,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -220,14 +219,13 @@ audit_events = AuditEvent.__table__
 
 class AuditDisclosure(Base):
     """Which patients a listing or search returned: one row per patient, beside the listing's
-    one audit row (whose keyed hash covers their ids). Append-only, like the audit rows."""
+    one audit row (whose keyed hash covers their ids). Append-only, like the audit rows, and
+    like them indexed by patient within eras of event ids (migration 0010)."""
 
     __tablename__ = "audit_disclosures"
 
     event_id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=False)
     patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-
-    __table_args__ = (Index("ix_audit_disclosures_patient", "patient_id", "event_id"),)
 
 
 audit_disclosures = AuditDisclosure.__table__
