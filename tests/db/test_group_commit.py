@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, func, insert, select
+from sqlalchemy import Connection, Engine, event, func, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
@@ -158,6 +160,28 @@ def _driver_connection(conn: Connection) -> object:
     return conn.connection.driver_connection
 
 
+def _one_then_another(
+    writer: GroupCommit, first: Callable[[Connection], Any], then: Callable[[Connection], Any]
+) -> tuple[Any, Any]:
+    """``first``, and ``then`` queued while ``first`` runs: two transactions one after the
+    other, the writer busy between them. Their results."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocking(conn: Connection) -> Any:
+        result = first(conn)
+        started.set()
+        release.wait(5)
+        return result
+
+    with ThreadPoolExecutor(2) as pool:
+        earlier = pool.submit(writer.run, blocking)
+        assert started.wait(5)
+        later = pool.submit(writer.run, then)
+        wait_until(lambda: writer._queue.qsize() == 1, timeout=10, what="the next write queued")
+        release.set()
+        return earlier.result(10), later.result(10)
+
+
 def test_the_writer_keeps_its_connection_while_writes_keep_coming(engine: Engine) -> None:
     """Transactions that follow one another without a pause share one connection (on SQLite,
     its page cache; on PostgreSQL, no checkout and check per commit); once no write waits it
@@ -165,23 +189,153 @@ def test_the_writer_keeps_its_connection_while_writes_keep_coming(engine: Engine
     checkouts: list[object] = []
     event.listen(engine, "checkout", lambda *_args: checkouts.append(1))
     writer = GroupCommit(engine)
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(conn: Connection) -> object:
-        started.set()
-        release.wait(5)  # the next write queues behind this transaction
-        return _driver_connection(conn)
-
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(writer.run, blocker)
-        assert started.wait(5)
-        second = pool.submit(writer.run, _driver_connection)
-        wait_until(lambda: writer._queue.qsize() == 1, timeout=10, what="the next write queued")
-        release.set()
-        assert first.result(10) is second.result(10)
+    first, second = _one_then_another(writer, _driver_connection, _driver_connection)
+    assert first is second
     assert len(checkouts) == 1
     assert writer._connection is None
     writer.run(_insert("Later"))
     assert len(checkouts) == 2
     writer.close()
     assert _count(engine) == 1
+
+
+def _end_connection(engine: Engine, backend_pid: int) -> None:
+    """End another connection's server process, and wait until it is gone."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid})
+        for _ in range(100):
+            alive = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend_pid}
+            ).scalar_one()
+            if not alive:
+                return
+            time.sleep(0.05)
+
+
+def _backend_pid(conn: Connection) -> int:
+    return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+
+def _note_backend_pid(pids: list[int]) -> Callable[[Connection], None]:
+    return lambda conn: pids.append(_backend_pid(conn))
+
+
+def test_a_write_whose_connection_was_lost_before_commit_runs_again_on_a_new_one(
+    engine: Engine,
+) -> None:
+    """The server ended the writer's kept connection between two transactions (a restart,
+    an administrator): the next write is not lost to it, it commits on a new connection."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server that ends connections is PostgreSQL's; a SQLite file has none")
+    pids: list[int] = []
+
+    def end_the_writers_connection(_units: int, _seconds: float) -> None:
+        if len(pids) == 1:
+            _end_connection(engine, pids[0])
+            pids.append(0)
+
+    writer = GroupCommit(engine, on_commit=end_the_writers_connection)
+    _, created = _one_then_another(writer, _note_backend_pid(pids), _insert("After the restart"))
+    assert created > 0
+    writer.close()
+    assert _count(engine) == 1
+
+
+def test_a_batch_whose_connection_was_lost_during_commit_is_not_run_again(
+    engine: Engine,
+) -> None:
+    """Lost during COMMIT, a batch may have been committed: its units are not run again
+    (that could store them twice); each caller gets the error."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server that ends connections is PostgreSQL's; a SQLite file has none")
+    runs: list[str] = []
+    transactions: list[int] = []
+
+    @contextmanager
+    def end_the_connection_before_commit(conn: Connection) -> Iterator[None]:
+        transactions.append(1)
+        yield
+        if len(transactions) == 2:  # the batch of two, after the blocker's transaction
+            _end_connection(engine, _backend_pid(conn))
+
+    writer = GroupCommit(engine, around=end_the_connection_before_commit)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    def counted(name: str):
+        def work(conn: Connection) -> int:
+            runs.append(name)
+            return _insert(name)(conn)
+
+        return work
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        lost = [pool.submit(writer.run, counted(name)) for name in ("One", "Two")]
+        wait_until(lambda: writer._queue.qsize() == 2, timeout=10, what="a batch of two")
+        release.set()
+        for future in lost:
+            with pytest.raises(DBAPIError) as error:
+                future.result(10)
+            assert error.value.connection_invalidated
+    assert runs == ["One", "Two"]
+    assert writer.run(_insert("Next")) > 0
+    writer.close()
+
+
+def test_a_commit_that_failed_leaves_nothing_open_for_the_next_write(engine: Engine) -> None:
+    """A deferred constraint fails at COMMIT (SQLite then keeps the transaction open): the
+    writer does not carry that connection into the next write, which commits."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE children (id INTEGER PRIMARY KEY, parent INTEGER"
+            " REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    writer = GroupCommit(engine)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)  # the failing write and the next one queue behind it
+
+    def orphan(conn: Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO children (parent) VALUES (999)")
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        failing = pool.submit(writer.run, orphan)
+        wait_until(lambda: writer._queue.qsize() == 1, timeout=10, what="the failing write")
+        writer.max_batch = 1  # each in a transaction of its own
+        following = pool.submit(writer.run, _insert("Innocent"))
+        wait_until(lambda: writer._queue.qsize() == 2, timeout=10, what="the next write")
+        release.set()
+        with pytest.raises(IntegrityError):
+            failing.result(10)
+        assert following.result(10) > 0
+    writer.close()
+    assert _count(engine) == 1
+
+
+def test_every_transaction_on_the_kept_connection_begins_as_a_writer(engine: Engine) -> None:
+    """On SQLite a writer must take the write lock at BEGIN (see healthcare.db.engine), on the
+    kept connection as on a fresh one."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's; PostgreSQL's writers lock rows as they go")
+    begins: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_args: (
+            begins.append(statement) if statement.startswith("BEGIN") else None
+        ),
+    )
+    writer = GroupCommit(engine)
+    _one_then_another(writer, _insert("First"), _insert("Kept"))
+    writer.close()
+    assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]

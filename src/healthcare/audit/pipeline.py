@@ -26,16 +26,21 @@ def audited_database(engine: Engine, *, mrn_prefix: str = "MRN", **pending: Any)
     )
 
 
-def open_database(url: str, *, busy_timeout_ms: int = 30_000, **options: Any) -> Database:
+def open_database(
+    url: str, *, busy_timeout_ms: int = 30_000, connections: int = 18, **options: Any
+) -> Database:
     """The database at ``url``, as the app and the CLI use it (``options``: those of
     ``audited_database``)."""
-    return audited_database(create_db_engine(url, busy_timeout_ms=busy_timeout_ms), **options)
+    engine = create_db_engine(url, busy_timeout_ms=busy_timeout_ms, connections=connections)
+    return audited_database(engine, **options)
 
 
 def open_configured_database(settings: Settings) -> Database:
     return open_database(
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        # each request thread, the event loop's API reads and the group-commit writer
+        connections=settings.blocking_threads + 2,
         mrn_prefix=settings.mrn_prefix,
         delay=settings.audit_flush_ms / 1000,
         max_events=settings.audit_max_pending,

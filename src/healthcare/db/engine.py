@@ -15,34 +15,39 @@ BEGIN_OPTION = "healthcare_begin"
 
 SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE"}
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+POOL_SLACK = 4  # connections beyond the expected holders, opened only if needed
 
 
-def create_db_engine(database_url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
-    """An engine whose error messages leave out statement parameters (patient values)."""
+def create_db_engine(
+    database_url: str, *, busy_timeout_ms: int = 30_000, connections: int = 18
+) -> Engine:
+    """An engine whose error messages leave out statement parameters (patient values). Its
+    pool keeps ``connections``: one for each thread of the process that may hold one at the
+    same time (a server worker's request threads, its event loop, its writer)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        return _create_sqlite_engine(database_url, busy_timeout_ms)
+        return _create_sqlite_engine(database_url, busy_timeout_ms, connections)
     return create_engine(
         database_url,
         # An API read runs on the server's event loop: a database that does not answer must
         # fail it in seconds, not after the system's TCP timeout.
         connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         pool_pre_ping=True,
-        pool_size=8,
-        max_overflow=8,
+        pool_size=connections,
+        max_overflow=POOL_SLACK,
         hide_parameters=True,
     )
 
 
-def _create_sqlite_engine(database_url: str, busy_timeout_ms: int) -> Engine:
+def _create_sqlite_engine(database_url: str, busy_timeout_ms: int, connections: int) -> Engine:
     url = make_url(database_url)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         database_url,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
-        pool_size=16,  # a file handle each: one for every request thread, and the writer's
-        max_overflow=8,
+        pool_size=connections,
+        max_overflow=POOL_SLACK,
         hide_parameters=True,  # error messages (and so logs) never carry patient values
     )
 

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from healthcare.db.engine import writing
 
@@ -150,30 +151,39 @@ class GroupCommit:
             yield self._connection
 
     def _give_connection_back(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
-    def _commit(self, batch: list[_Unit[Any]]) -> None:
+    def _commit(self, batch: list[_Unit[Any]], *, reconnected: bool = False) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
-        every unit would cost more than these retries."""
+        every unit would cost more than these retries.
+
+        A connection that was lost before COMMIT (the server restarted or ended it) is
+        replaced, and the batch runs once more. One lost during COMMIT is not: the batch
+        may have been committed, and running it again could store it twice, so its callers
+        get the error."""
         started = time.perf_counter()
+        committing = False
         try:
-            with (
-                self.process_lock,
-                self._transaction() as conn,
-                self.around(conn),
-            ):
-                for unit in batch:
-                    unit.result = unit.work(conn)
+            with self.process_lock, self._transaction() as conn:
+                with self.around(conn):
+                    for unit in batch:
+                        unit.result = unit.work(conn)
+                committing = True
         except Exception as exc:
-            if len(batch) > 1:
+            self._give_connection_back()  # the next transaction starts on a checked connection
+            if _connection_lost(exc) and not (committing or reconnected):
+                self._commit(batch, reconnected=True)
+                return
+            if len(batch) > 1 and not (committing and _connection_lost(exc)):
                 for unit in batch:
                     self._commit([unit])
                 return
-            batch[0].result, batch[0].error = None, exc
+            for unit in batch:
+                unit.result, unit.error = None, exc
         if self._queue.empty():
             self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
@@ -182,3 +192,8 @@ class GroupCommit:
             self.on_commit(len(batch), time.perf_counter() - started)
         except Exception:  # a report must never stop the writer, whose callers would wait forever
             log.exception("on_commit failed")
+
+
+def _connection_lost(error: Exception) -> bool:
+    """Whether the driver reported the connection gone (SQLAlchemy invalidates it)."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
