@@ -381,3 +381,17 @@ def test_a_listing_of_deleted_patients_shows_in_each_ones_access_log(
     assert admin.get("/patients/deleted").json["total"] == 1
     log = admin.get(f"/patients/{pid}/access-log").json["items"]
     assert (log[0]["username"], log[0]["action"]) == ("admin", "patient.list")
+
+
+def test_batching_lets_the_error_of_a_lost_connection_through(engine: Engine) -> None:
+    """A transaction whose connection was lost ends with that error, not with another one
+    raised by the batching's own clean-up: the group-commit writer tells a lost connection by
+    it and runs the batch again on a new one."""
+
+    def lose_the_connection_in_a_batched_transaction() -> None:
+        with engine.connect() as conn, conn.begin(), trail.batched(conn):
+            conn.invalidate()
+            raise ConnectionError("the connection was lost")
+
+    with pytest.raises(ConnectionError):
+        lose_the_connection_in_a_batched_transaction()

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from healthcare.audit import trail
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
 from healthcare.errors import Conflict
@@ -224,7 +225,8 @@ def test_a_write_whose_connection_was_lost_before_commit_runs_again_on_a_new_one
     engine: Engine,
 ) -> None:
     """The server ended the writer's kept connection between two transactions (a restart,
-    an administrator): the next write is not lost to it, it commits on a new connection."""
+    an administrator): the next write is not lost to it, it commits on a new connection. With
+    the audit trail's batching around each transaction, as the app runs it."""
     if engine.dialect.name != "postgresql":
         pytest.skip("a server that ends connections is PostgreSQL's; a SQLite file has none")
     pids: list[int] = []
@@ -234,7 +236,7 @@ def test_a_write_whose_connection_was_lost_before_commit_runs_again_on_a_new_one
             _end_connection(engine, pids[0])
             pids.append(0)
 
-    writer = GroupCommit(engine, on_commit=end_the_writers_connection)
+    writer = GroupCommit(engine, around=trail.batched, on_commit=end_the_writers_connection)
     _, created = _one_then_another(writer, _note_backend_pid(pids), _insert("After the restart"))
     assert created > 0
     writer.close()
@@ -339,3 +341,42 @@ def test_every_transaction_on_the_kept_connection_begins_as_a_writer(engine: Eng
     _one_then_another(writer, _insert("First"), _insert("Kept"))
     writer.close()
     assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]
+
+
+class _LockThatFailsToLetGo:
+    """A process lock whose release fails once, after the given number of releases."""
+
+    def __init__(self, failing_release: int) -> None:
+        self.failing_release = failing_release
+        self.releases = 0
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *_exc: object) -> None:
+        self.releases += 1
+        if self.releases == self.failing_release:
+            raise OSError(37, "No locks available")  # flock(LOCK_UN) on a network filesystem
+
+
+def test_a_batch_committed_before_its_lock_failed_to_let_go_is_answered_once(
+    engine: Engine,
+) -> None:
+    """The commit went through and only the lock's release failed: each caller gets its
+    write, which is stored once (not run again unit by unit, not reported as failed)."""
+    writer = GroupCommit(engine, process_lock=_LockThatFailsToLetGo(failing_release=2))
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        writes = [pool.submit(writer.run, _insert(f"Once {i}")) for i in range(2)]
+        wait_until(lambda: writer._queue.qsize() == 2, timeout=10, what="a batch of two")
+        release.set()
+        assert all(write.result(10) > 0 for write in writes)
+    writer.close()
+    assert _count(engine) == 2

@@ -195,12 +195,13 @@ def append(conn: Connection, events: Sequence[Event]) -> None:
 def batched(conn: Connection) -> Iterator[None]:
     """Around a transaction: the events appended in it join the chain in one go at its end
     (one locked read of the chain head, one multi-row insert), if nothing failed."""
-    conn.info[QUEUED] = queued = []
+    info = conn.info  # not read again at the end: a lost connection cannot give it
+    info[QUEUED] = queued = []
     try:
         yield
         _chain(conn, queued)
     finally:
-        conn.info.pop(QUEUED, None)
+        info.pop(QUEUED, None)
 
 
 def _chain(conn: Connection, events: Sequence[Event]) -> None:

@@ -166,24 +166,20 @@ class GroupCommit:
         may have been committed, and running it again could store it twice, so its callers
         get the error."""
         started = time.perf_counter()
-        committing = False
+        committing = committed = False
         try:
-            with self.process_lock, self._transaction() as conn:
-                with self.around(conn):
-                    for unit in batch:
-                        unit.result = unit.work(conn)
-                committing = True
+            with self.process_lock:
+                with self._transaction() as conn:
+                    with self.around(conn):
+                        for unit in batch:
+                            unit.result = unit.work(conn)
+                    committing = True
+                committed = True
         except Exception as exc:
-            self._give_connection_back()  # the next transaction starts on a checked connection
-            if _connection_lost(exc) and not (committing or reconnected):
-                self._commit(batch, reconnected=True)
+            if committed:  # letting the lock go failed; the batch is committed all the same
+                log.exception("the write lock was not let go cleanly after a commit")
+            elif self._run_again(batch, exc, committing=committing, reconnected=reconnected):
                 return
-            if len(batch) > 1 and not (committing and _connection_lost(exc)):
-                for unit in batch:
-                    self._commit([unit])
-                return
-            for unit in batch:
-                unit.result, unit.error = None, exc
         if self._queue.empty():
             self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
@@ -192,6 +188,24 @@ class GroupCommit:
             self.on_commit(len(batch), time.perf_counter() - started)
         except Exception:  # a report must never stop the writer, whose callers would wait forever
             log.exception("on_commit failed")
+
+    def _run_again(
+        self, batch: list[_Unit[Any]], error: Exception, *, committing: bool, reconnected: bool
+    ) -> bool:
+        """After a transaction failed: run the batch again where that is safe (True), or give
+        each of its units the error (False)."""
+        lost = _connection_lost(error) or bool(self._connection and self._connection.invalidated)
+        self._give_connection_back()  # the next transaction starts on a checked connection
+        if lost and not (committing or reconnected):
+            self._commit(batch, reconnected=True)
+            return True
+        if len(batch) > 1 and not (committing and lost):
+            for unit in batch:
+                self._commit([unit])
+            return True
+        for unit in batch:
+            unit.result, unit.error = None, error
+        return False
 
 
 def _connection_lost(error: Exception) -> bool:
