@@ -380,3 +380,31 @@ def test_a_batch_committed_before_its_lock_failed_to_let_go_is_answered_once(
         assert all(write.result(10) > 0 for write in writes)
     writer.close()
     assert _count(engine) == 2
+
+
+def test_only_transactions_that_committed_are_reported(engine: Engine) -> None:
+    """The metrics' commit sizes and times count commits: a batch that failed and ran again
+    unit by unit is reported as the commits that followed, not as one more."""
+    reports: list[int] = []
+    writer = GroupCommit(engine, on_commit=lambda units, _seconds: reports.append(units))
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    def failing(conn: Connection) -> None:
+        raise Conflict("no")
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(writer.run, blocker)
+        assert started.wait(5)
+        good = pool.submit(writer.run, _insert("Kept"))
+        bad = pool.submit(writer.run, failing)
+        wait_until(lambda: writer._queue.qsize() == 2, timeout=10, what="a batch of two")
+        release.set()
+        assert good.result(10) > 0
+        with pytest.raises(Conflict):
+            bad.result(10)
+    writer.close()
+    assert reports == [1, 1]  # the blocker's commit, then "Kept" alone

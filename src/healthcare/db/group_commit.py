@@ -79,8 +79,8 @@ class GroupCommit:
         around: Callable[[Connection], AbstractContextManager[Any]] | None = None,
         on_commit: Callable[[int, float], None] = lambda _units, _seconds: None,
     ) -> None:
-        """``on_commit(units, seconds)`` after each commit: how many units it carried, and
-        its database time from BEGIN to COMMIT."""
+        """``on_commit(units, seconds)`` after each commit (not after a transaction that
+        failed): how many units it carried, and its database time from BEGIN to COMMIT."""
         self.engine = engine
         self._connection: Connection | None = None  # the writer thread's, while it is busy
         self.on_commit = on_commit
@@ -184,8 +184,12 @@ class GroupCommit:
             self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
             unit.done.set()
+        if committed:
+            self._report(len(batch), time.perf_counter() - started)
+
+    def _report(self, units: int, seconds: float) -> None:
         try:
-            self.on_commit(len(batch), time.perf_counter() - started)
+            self.on_commit(units, seconds)
         except Exception:  # a report must never stop the writer, whose callers would wait forever
             log.exception("on_commit failed")
 
