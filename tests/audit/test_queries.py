@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -56,6 +57,18 @@ def _ids_of_patient(db: Database) -> list[int]:
         return list(ids)
 
 
+def _every_page(client: FlaskClient, path: str) -> list[dict[str, Any]]:
+    """The rows of every page of an audit listing, following ``next_before``."""
+    rows: list[dict[str, Any]] = []
+    before = ""
+    while True:
+        page = client.get(f"{path}{before}").json
+        rows += page["items"]
+        if page["next_before"] is None:
+            return rows
+        before = f"&before={page['next_before']}"
+
+
 @pytest.mark.parametrize("eras_per_statement", [1, 2, queries.ERAS_PER_STATEMENT])
 def test_a_patients_rows_page_across_eras(
     client_as: Callable[[str], FlaskClient],
@@ -66,13 +79,8 @@ def test_a_patients_rows_page_across_eras(
     monkeypatch.setattr(queries, "ERAS_PER_STATEMENT", eras_per_statement)
     expected = _trail_across_eras(db)
     assert [i // ERA for i in expected] == [2, 2, 2, 0, 0]  # the layout the test is about
-    admin, seen, before = client_as("admin"), [], ""
-    while True:
-        page = admin.get(f"/audit?patient_id={PATIENT}&limit=2{before}").json
-        seen += [row["id"] for row in page["items"]]
-        if page["next_before"] is None:
-            break
-        before = f"&before={page['next_before']}"
+    admin = client_as("admin")
+    seen = [row["id"] for row in _every_page(admin, f"/audit?patient_id={PATIENT}&limit=2")]
     assert seen == expected
     now_expected = _ids_of_patient(db)  # the searches above are on the patient's log too
     log = admin.get(f"/patients/{PATIENT}/access-log?limit=500").json["items"]
@@ -89,13 +97,8 @@ def test_the_listings_that_returned_a_patient_page_across_eras(
     monkeypatch.setattr(queries, "ERAS_PER_STATEMENT", eras_per_statement)
     expected = _listings_across_eras(db)
     assert [i // ERA for i in expected] == [2, 2, 0]  # the layout the test is about
-    admin, seen, before = client_as("admin"), [], ""
-    while True:
-        page = admin.get(f"/patients/{PATIENT}/access-log?limit=1{before}").json
-        seen += [row["id"] for row in page["items"] if row["action"] == "patient.list"]
-        if page["next_before"] is None:
-            break
-        before = f"&before={page['next_before']}"
+    log = _every_page(client_as("admin"), f"/patients/{PATIENT}/access-log?limit=1")
+    seen = [row["id"] for row in log if row["action"] == "patient.list"]
     assert seen == expected
 
 

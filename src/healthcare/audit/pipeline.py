@@ -12,7 +12,7 @@ from healthcare.audit import trail
 from healthcare.audit.pending import PendingAudit
 from healthcare.config import Settings
 from healthcare.db.database import Database
-from healthcare.db.engine import create_db_engine
+from healthcare.db.engine import CONNECTIONS, create_db_engine
 
 
 def audited_database(engine: Engine, *, mrn_prefix: str = "MRN", **pending: Any) -> Database:
@@ -27,7 +27,7 @@ def audited_database(engine: Engine, *, mrn_prefix: str = "MRN", **pending: Any)
 
 
 def open_database(
-    url: str, *, busy_timeout_ms: int = 30_000, connections: int = 18, **options: Any
+    url: str, *, busy_timeout_ms: int = 30_000, connections: int = CONNECTIONS, **options: Any
 ) -> Database:
     """The database at ``url``, as the app and the CLI use it (``options``: those of
     ``audited_database``)."""

@@ -15,11 +15,12 @@ BEGIN_OPTION = "healthcare_begin"
 
 SQLITE_BEGIN = {"write": "BEGIN IMMEDIATE"}
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+CONNECTIONS = 18  # a server worker's: its 16 request threads, its event loop, its writer
 POOL_SLACK = 4  # connections beyond the expected holders, opened only if needed
 
 
 def create_db_engine(
-    database_url: str, *, busy_timeout_ms: int = 30_000, connections: int = 18
+    database_url: str, *, busy_timeout_ms: int = 30_000, connections: int = CONNECTIONS
 ) -> Engine:
     """An engine whose error messages leave out statement parameters (patient values). Its
     pool keeps ``connections``: one for each thread of the process that may hold one at the
