@@ -26,7 +26,13 @@ from sqlalchemy import (
     union,
 )
 
-from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
+from healthcare.db.models import (
+    SEARCH_KEYS,
+    patient_identifiers,
+    patient_total,
+    patient_totals,
+    patients,
+)
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
 from healthcare.patients.matching import Demographics, name_key, within_a_slip
@@ -50,7 +56,7 @@ by_id = RawStatement(
 with_deleted_by_id = select(*DELETED_COLUMNS).where(patients.c.id == bindparam("patient_id"))
 
 
-revision = RawStatement(select(patient_totals.c.revision))
+revision = RawStatement(patient_total(patient_totals.c.revision))
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
     conditions = [active, *filters]
     page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
-    return Listing(page, RawStatement(total if filters else select(patient_totals.c.active)))
+    return Listing(page, RawStatement(total if filters else patient_total(patient_totals.c.active)))
 
 
 def _sqlite_search_listing(
@@ -242,7 +248,7 @@ deleted_listing = Listing(
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     ),
-    RawStatement(select(patient_totals.c.deleted)),
+    RawStatement(patient_total(patient_totals.c.deleted)),
 )
 
 
