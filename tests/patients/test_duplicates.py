@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import date, timedelta
@@ -12,11 +13,13 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import Connection, func, select
 
+from healthcare.auth.access import Actor
 from healthcare.db.database import Database
 from healthcare.db.engine import write_transaction
 from healthcare.db.models import patients
+from healthcare.errors import PossibleDuplicates
 from healthcare.patients import service
 from healthcare.patients.matching import (
     THRESHOLD,
@@ -27,6 +30,7 @@ from healthcare.patients.matching import (
     score,
     within_a_slip,
 )
+from healthcare.patients.schemas import PatientIn
 from healthcare.patients.seed import insert_with_identity, synthetic_patients
 from tests.conftest import audit_rows, new_patient
 
@@ -217,3 +221,58 @@ def test_the_check_finds_every_likely_duplicate_that_shares_a_block(db: Database
         assert found == expected, values
         flagged += bool(found)
     assert flagged > 50  # the sample holds duplicates to find, not only people with none
+
+
+def _create_unit(conn: Connection, data: PatientIn) -> dict[str, Any]:
+    """What a create runs inside its write transaction: the duplicate check, then the insert."""
+    event = Actor.operator().event("patient.create")
+    values = service.stored_values(data)
+    service._check_duplicates(conn, values, None, False, event)
+    return service.insert_patient(conn, data, values, event, "MRN")
+
+
+def test_the_same_person_created_at_once_by_two_servers_is_refused_once(db: Database) -> None:
+    """Two server processes (or servers) on one PostgreSQL create the same person at the same
+    instant: the second check waits for the first transaction, sees its patient, refuses.
+    Without the block locks both checks ran before either insert committed, and both were
+    stored."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its write lock already orders the checks")
+    data = PatientIn.model_validate(
+        {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "079460958"}
+    )
+    outcome: list[str] = []
+
+    def second_server() -> None:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
+            try:
+                _create_unit(conn, data)
+                outcome.append("created")
+            except PossibleDuplicates:
+                outcome.append("refused")
+
+    with db.engine.begin() as first:
+        _create_unit(first, data)
+        other = threading.Thread(target=second_server)
+        other.start()
+        other.join(1.0)
+        assert other.is_alive(), f"the second check did not wait for the first: {outcome}"
+    other.join(30)
+    assert outcome == ["refused"]
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(patients)).scalar() == 1
+
+
+def test_creating_somebody_else_meanwhile_does_not_wait(db: Database) -> None:
+    """The locks are per block: a create of an unrelated person goes on while another
+    transaction holds its own person's blocks."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its write lock already orders the checks")
+    asha = PatientIn.model_validate({"name": "Asha Verma", "date_of_birth": "1990-03-04"})
+    ravi = PatientIn.model_validate({"name": "Ravi Okafor", "date_of_birth": "1971-11-20"})
+    with db.engine.begin() as first:
+        _create_unit(first, asha)
+        with db.engine.begin() as second:
+            second.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            assert _create_unit(second, ravi)["name"] == "Ravi Okafor"

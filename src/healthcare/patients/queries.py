@@ -5,6 +5,7 @@ parameters for every value, so they compile once and run on the raw read path.""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -321,6 +322,32 @@ def block_keys(wanted: Demographics) -> list[BlockKey]:
     if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
         keys.append(("name", (key, wanted.born)))
     return keys + [("identifier", pair) for pair in wanted.identifiers]
+
+
+# pg_advisory_xact_lock(IDENTITY_LOCKS, n): the advisory locks of the blocks a patient falls in.
+IDENTITY_LOCKS = 0x1D_B10C
+LOCK_BLOCKS = text(
+    "SELECT pg_advisory_xact_lock(:space, block) FROM unnest(CAST(:blocks AS integer[])) AS block"
+)
+
+
+def lock_blocks(conn: Connection, wanted: Demographics) -> None:
+    """On PostgreSQL, before a patient's duplicate check in a write transaction: wait for any
+    other transaction writing a patient who could share a block with ``wanted``, so that the
+    check sees that patient. Without it two servers (or two worker processes) creating the
+    same person at the same instant each miss the other. A name block is locked by its name
+    key alone: namesakes born a slip apart lock the same. (SQLite has one writer at a time.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    keys = {(kind, value[0] if kind == "name" else value) for kind, value in block_keys(wanted)}
+    if keys:  # in one order, so that two checks never wait for each other's locks
+        blocks = sorted({_lock_number(key) for key in keys})
+        conn.execute(LOCK_BLOCKS, {"space": IDENTITY_LOCKS, "blocks": blocks})
+
+
+def _lock_number(key: tuple[str, Any]) -> int:
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @lru_cache(maxsize=1 << 16)

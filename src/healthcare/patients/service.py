@@ -414,7 +414,10 @@ def _check_duplicates(
     confirmed: bool,
     event: Event,
 ) -> None:
-    """Refuse a likely duplicate unless the caller confirmed it is somebody else."""
+    """Refuse a likely duplicate unless the caller confirmed it is somebody else. Another
+    transaction writing a patient who shares a block waits until this one ends, and this
+    one for it (``queries.lock_blocks``)."""
+    queries.lock_blocks(conn, matching.Demographics.of(values))
     if confirmed:
         event.detail = "confirmed not a duplicate"
         return
