@@ -18,6 +18,7 @@ from healthcare.audit import record, trail
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.db.models import audit_events, patients
+from healthcare.patients import service
 from tests.conftest import audit_guard_lifted, audit_rows, new_patient, wait_until
 
 
@@ -85,13 +86,29 @@ def test_a_change_and_its_audit_row_commit_together(
     def failing_append(conn: Connection, events: Any) -> None:
         raise RuntimeError("the audit write failed")
 
-    monkeypatch.setattr(record, "append", failing_append)
+    monkeypatch.setattr(service, "append", failing_append)  # creates: service.create_each
     response = client.post("/patients", json={"name": "Never Stored", "age": 50})
     assert response.status_code == 500
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(patients)).scalar_one() == 0
     monkeypatch.undo()
     assert [(a, o) for a, o, _ in actions(db)] == [("patient.create", "error")]
+
+
+def test_an_update_and_its_audit_row_commit_together(
+    client: FlaskClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patient = new_patient(client, name="Kept As It Was", age=50)
+
+    def failing_append(conn: Connection, events: Any) -> None:
+        raise RuntimeError("the audit write failed")
+
+    monkeypatch.setattr(record, "append", failing_append)  # every change but a create
+    response = client.patch(f"/patients/{patient['id']}", json={"age": 51})
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert client.get(f"/patients/{patient['id']}").json["age"] == 50
+    assert ("patient.update", "error") in [(a, o) for a, o, _ in actions(db)]
 
 
 def test_a_no_op_update_is_recorded_without_fields(client: FlaskClient, db: Database) -> None:

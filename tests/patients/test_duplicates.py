@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, func, select
 
+from healthcare.audit import trail
 from healthcare.auth.access import Actor
 from healthcare.db.database import Database
 from healthcare.db.engine import write_transaction
 from healthcare.db.models import patients
-from healthcare.errors import PossibleDuplicates
+from healthcare.errors import Conflict, PossibleDuplicates
 from healthcare.patients import service
 from healthcare.patients.matching import (
     THRESHOLD,
@@ -223,12 +224,18 @@ def test_the_check_finds_every_likely_duplicate_that_shares_a_block(db: Database
     assert flagged > 50  # the sample holds duplicates to find, not only people with none
 
 
-def _create_unit(conn: Connection, data: PatientIn) -> dict[str, Any]:
-    """What a create runs inside its write transaction: the duplicate check, then the insert."""
+@contextmanager
+def _creating(conn: Connection, data: PatientIn) -> Iterator[dict[str, Any]]:
+    """A create in a write transaction, as the group commit runs it: the duplicate check and
+    the insert, then, as the block ends, its audit event joins the chain (the chain's head is
+    held from there to the commit)."""
     event = Actor.operator().event("patient.create")
-    values = service.stored_values(data)
-    service._check_duplicates(conn, values, None, False, event)
-    return service.insert_patient(conn, data, values, event, "MRN")
+    request = service.NewRequest(data, service.stored_values(data), event, False, "MRN")
+    with trail.batched(conn):
+        [answer] = service.create_each(conn, [request])
+        if isinstance(answer, Exception):
+            raise answer
+        yield answer
 
 
 def test_the_same_person_created_at_once_by_two_servers_is_refused_once(db: Database) -> None:
@@ -247,13 +254,12 @@ def test_the_same_person_created_at_once_by_two_servers_is_refused_once(db: Data
         with db.engine.begin() as conn:
             conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
             try:
-                _create_unit(conn, data)
-                outcome.append("created")
+                with _creating(conn, data):
+                    outcome.append("created")
             except PossibleDuplicates:
                 outcome.append("refused")
 
-    with db.engine.begin() as first:
-        _create_unit(first, data)
+    with db.engine.begin() as first, _creating(first, data):
         other = threading.Thread(target=second_server)
         other.start()
         other.join(1.0)
@@ -271,8 +277,67 @@ def test_creating_somebody_else_meanwhile_does_not_wait(db: Database) -> None:
         pytest.skip("SQLite has one writer at a time: its write lock already orders the checks")
     asha = PatientIn.model_validate({"name": "Asha Verma", "date_of_birth": "1990-03-04"})
     ravi = PatientIn.model_validate({"name": "Ravi Okafor", "date_of_birth": "1971-11-20"})
-    with db.engine.begin() as first:
-        _create_unit(first, asha)
-        with db.engine.begin() as second:
-            second.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-            assert _create_unit(second, ravi)["name"] == "Ravi Okafor"
+    with db.engine.begin() as first, _creating(first, asha), db.engine.begin() as second:
+        second.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+        with _creating(second, ravi) as created:
+            assert created["name"] == "Ravi Okafor"
+
+
+def _created_together(
+    db: Database, bodies: list[dict[str, Any]], confirmed: tuple[bool, ...] = ()
+) -> list[dict[str, Any] | Exception]:
+    """Creates that arrived together, run as the group commit runs them: one call, one
+    transaction."""
+    requests = [
+        service.NewRequest(
+            PatientIn.model_validate(body),
+            service.stored_values(PatientIn.model_validate(body)),
+            Actor.operator().event("patient.create"),
+            bool(confirmed and confirmed[i]),
+            "MRN",
+        )
+        for i, body in enumerate(bodies)
+    ]
+    with write_transaction(db.engine) as conn, trail.batched(conn):
+        return service.create_each(conn, requests)
+
+
+ASHA_BODY = {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "079460958"}
+NHS_NUMBER = [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]
+
+
+def test_the_same_person_twice_in_one_batch_is_refused_the_second_time(db: Database) -> None:
+    """Two creates of one person that share a transaction: the second is checked against
+    the first once it is stored, and refused naming it, as if it had come later."""
+    first, second = _created_together(db, [ASHA_BODY, {**ASHA_BODY, "name": "Asha Varma"}])
+    assert isinstance(first, dict)
+    assert isinstance(second, PossibleDuplicates)
+    assert [c["id"] for c in second.candidates] == [first["id"]]
+    created = audit_rows(db, action="patient.create")
+    assert [(row["patient_id"], row["outcome"]) for row in created] == [(first["id"], "success")]
+
+
+def test_a_batch_stores_what_it_can_and_refuses_the_rest(db: Database) -> None:
+    """Unrelated people are all stored, with one audit event each; an identifier another
+    create of the batch takes is refused (409), even to a create confirmed as somebody else;
+    a likely duplicate confirmed as somebody else is stored."""
+    answers = _created_together(
+        db,
+        [
+            {"name": "Ravi Okafor", "age": 40, "identifiers": NHS_NUMBER},
+            {"name": "Mei Lin", "age": 33, "identifiers": NHS_NUMBER},
+            ASHA_BODY,
+            {**ASHA_BODY, "email": "asha@example.org"},
+            {"name": "Tomas Berg", "age": 71},
+        ],
+        confirmed=(False, True, False, True, False),
+    )
+    assert isinstance(answers[1], Conflict)
+    assert "already has the identifier" in str(answers[1])
+    stored = [a for a in answers if isinstance(a, dict)]
+    assert [a["name"] for a in stored] == ["Ravi Okafor", "Asha Verma", "Asha Verma", "Tomas Berg"]
+    created = audit_rows(db, action="patient.create")
+    assert sorted(row["patient_id"] for row in created) == sorted(a["id"] for a in stored)
+    assert [row["detail"] for row in created if row["patient_id"] == stored[2]["id"]] == [
+        "confirmed not a duplicate"
+    ]

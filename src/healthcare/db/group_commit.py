@@ -7,6 +7,11 @@ once. A unit that fails is rolled back alone and its caller gets the exception; 
 returns only after the commit that holds its unit, so an acknowledged write is durable.
 A unit may run more than once (see ``_commit``): it must only touch the database.
 
+Units of one kind can also be run together (``run_together``): consecutive units queued with
+the same function are handed to it in one call, which does for all of them what each would
+do alone (one lookup, one multi-row insert) and answers each one, with a result or with the
+exception that refuses it alone; the transaction goes on for the others.
+
 While writes keep coming, the writer thread keeps its connection from one transaction to the
 next; it gives it back to the pool whenever it has nothing to do. A SQLite connection has its
 own page cache, which SQLite empties whenever another connection has written: a writer that
@@ -38,11 +43,21 @@ MAX_BATCH = 64
 _STOP: Any = object()  # queued by close(): the writer ends after the units before it
 
 
-class _Unit(Generic[T]):
-    __slots__ = ("done", "error", "result", "work")
+Together = Callable[[Connection, list[Any]], list[Any]]  # items in, a result or error each
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+
+class _Unit(Generic[T]):
+    __slots__ = ("done", "error", "item", "result", "together", "work")
+
+    def __init__(
+        self,
+        work: Callable[[Connection], T] | None,
+        together: Together | None = None,
+        item: Any = None,
+    ) -> None:
         self.work = work
+        self.together = together
+        self.item = item
         self.done = threading.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -95,7 +110,16 @@ class GroupCommit:
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction and return its result once committed; the
         writes of other threads that arrive meanwhile join the same commit."""
-        unit = _Unit(work)
+        return self._wait_for(_Unit(work))
+
+    def run_together(self, together: Together, item: Any) -> Any:
+        """Run ``together(conn, [item, ...])`` in a write transaction with the items of the
+        units queued beside this one for the same function; return this item's result once
+        committed, or raise the exception it was answered with. ``together`` writes nothing
+        for an item it answers with an exception."""
+        return self._wait_for(_Unit(None, together, item))
+
+    def _wait_for(self, unit: _Unit[T]) -> T:
         with self._start_lock:  # never queued behind a close()'s stop, where none would run it
             self._ensure_writer()
             self._queue.put(unit)
@@ -171,8 +195,8 @@ class GroupCommit:
             with self.process_lock:
                 with self._transaction() as conn:
                     with self.around(conn):
-                        for unit in batch:
-                            unit.result = unit.work(conn)
+                        for units in _runs(batch):
+                            _run(conn, units)
                     committing = True
                 committed = True
         except Exception as exc:
@@ -210,6 +234,30 @@ class GroupCommit:
         for unit in batch:
             unit.result, unit.error = None, error
         return False
+
+
+def _runs(batch: list[_Unit[Any]]) -> Iterator[list[_Unit[Any]]]:
+    """The batch in order, as runs of consecutive units that share a ``together`` function;
+    every other unit is a run of its own."""
+    run: list[_Unit[Any]] = []
+    for unit in batch:
+        if run and (unit.together is None or unit.together != run[0].together):
+            yield run
+            run = []
+        run.append(unit)
+    if run:
+        yield run
+
+
+def _run(conn: Connection, units: list[_Unit[Any]]) -> None:
+    if units[0].together is None:
+        [unit] = units
+        unit.result = unit.work(conn)  # type: ignore[misc]
+        return
+    answers = units[0].together(conn, [unit.item for unit in units])
+    for unit, answer in zip(units, answers, strict=True):
+        refused = isinstance(answer, Exception)
+        unit.result, unit.error = (None, answer) if refused else (answer, None)
 
 
 def _connection_lost(error: Exception) -> bool:

@@ -331,15 +331,19 @@ LOCK_BLOCKS = text(
 )
 
 
-def lock_blocks(conn: Connection, wanted: Demographics) -> None:
+def lock_blocks(conn: Connection, wanted: Sequence[Demographics]) -> None:
     """On PostgreSQL, before a patient's duplicate check in a write transaction: wait for any
-    other transaction writing a patient who could share a block with ``wanted``, so that the
-    check sees that patient. Without it two servers (or two worker processes) creating the
+    other transaction writing a patient who could share a block with one of ``wanted``, so
+    that the check sees that patient. Without it two servers (or two worker processes) creating the
     same person at the same instant each miss the other. A name block is locked by its name
     key alone: namesakes born a slip apart lock the same. (SQLite has one writer at a time.)"""
     if conn.dialect.name != "postgresql":
         return
-    keys = {(kind, value[0] if kind == "name" else value) for kind, value in block_keys(wanted)}
+    keys = {
+        (kind, value[0] if kind == "name" else value)
+        for person in wanted
+        for kind, value in block_keys(person)
+    }
     if keys:  # in one order, so that two checks never wait for each other's locks
         blocks = sorted({_lock_number(key) for key in keys})
         conn.execute(LOCK_BLOCKS, {"space": IDENTITY_LOCKS, "blocks": blocks})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -11,8 +12,8 @@ from sqlalchemy import Connection, delete, select, update
 
 from healthcare import clock
 from healthcare.audit.queries import last_change_in
-from healthcare.audit.record import audited_read, audited_write
-from healthcare.audit.trail import Event
+from healthcare.audit.record import audited_read, audited_write, record_refusal
+from healthcare.audit.trail import Event, append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
@@ -26,6 +27,7 @@ from healthcare.errors import (
     Forbidden,
     NotFound,
     PossibleDuplicates,
+    ServiceError,
     VersionMismatch,
 )
 from healthcare.patients import history, identifiers, matching, queries
@@ -214,30 +216,86 @@ def _page(
     return page
 
 
+@dataclass(frozen=True)
+class NewRequest:
+    """A create waiting for its write transaction: the data, its stored values (computed
+    once: the duplicate check uses them too), its audit event, whether the caller confirmed
+    it is not a duplicate, and the record-number prefix."""
+
+    data: PatientIn
+    values: dict[str, Any]
+    event: Event
+    confirmed: bool
+    mrn_prefix: str
+
+    @property
+    def demographics(self) -> matching.Demographics:
+        return matching.Demographics.of(self.values)
+
+
 def create_patient(
     db: Database, actor: Actor, data: PatientIn, *, confirm_not_duplicate: bool = False
 ) -> dict[str, Any]:
     """Create a patient, unless it looks like patients on record and the caller has not
-    confirmed that it is somebody else (PossibleDuplicates, naming them)."""
+    confirmed that it is somebody else (PossibleDuplicates, naming them). The creates of
+    other requests that arrive meanwhile are checked and stored with it (``create_each``)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
-    values = stored_values(data)
+    event = actor.event("patient.create")
+    request = NewRequest(data, stored_values(data), event, confirm_not_duplicate, db.mrn_prefix)
+    try:
+        return db.write_together(create_each, request)
+    except Exception as exc:
+        record_refusal(db, event, exc)
+        raise
 
-    def create(conn: Connection, event: Event) -> dict[str, Any]:
-        _check_duplicates(conn, values, None, confirm_not_duplicate, event)
-        return insert_patient(conn, data, values, event, db.mrn_prefix)
 
-    return audited_write(db, actor.event("patient.create"), create)
+def create_each(
+    conn: Connection, requests: list[NewRequest]
+) -> list[dict[str, Any] | ServiceError]:
+    """Creates that arrived together, in the caller's write transaction: their duplicate
+    checks with one candidate lookup, their rows with one insert per table, their audit
+    events. Each is answered with its patient, or with the exception that refuses it (a
+    likely duplicate, a held identifier), for which nothing is written.
+
+    Two requests of one call that may be the same person (or share an identifier) are not
+    stored together: the later one is checked again once the first is stored, in the same
+    transaction, exactly as if it had come after it. (A create carries no waiting read
+    events, unlike other changes: no read can come before a patient's first version.)"""
+    queries.lock_blocks(conn, [request.demographics for request in requests])
+    answers: dict[int, dict[str, Any] | ServiceError] = {}
+    waiting = list(range(len(requests)))
+    while waiting:
+        accepted: list[int] = []
+        later: list[int] = []
+        found = likely_duplicates_of_each(conn, [requests[i].values for i in waiting])
+        for i, candidates in zip(waiting, found, strict=True):
+            request = requests[i]
+            try:
+                _refuse_likely(candidates, request.confirmed, request.event)
+                _refuse_held_identifiers(conn, None, request.data)
+            except ServiceError as exc:
+                answers[i] = exc
+                continue
+            clash = any(_may_be_one(request, requests[j]) for j in accepted)
+            (later if clash else accepted).append(i)
+        if accepted:
+            new = [(requests[i].data, requests[i].values, requests[i].event) for i in accepted]
+            stored = insert_patients(conn, new, requests[0].mrn_prefix)
+            append(conn, [requests[i].event for i in accepted])
+            answers.update((i, to_api(as_row(r))) for i, r in zip(accepted, stored, strict=True))
+        waiting = later
+    return [answers[i] for i in range(len(requests))]
 
 
-def insert_patient(
-    conn: Connection, data: PatientIn, values: dict[str, Any], event: Event, mrn_prefix: str
-) -> dict[str, Any]:
-    """Store a new patient (its record number, identifiers, first version) in the caller's
-    transaction, and complete its audit event; Conflict if another patient holds one of its
-    identifiers. ``values``: ``data``'s stored values (``stored_values``)."""
-    _refuse_held_identifiers(conn, None, data)
-    [stored] = insert_patients(conn, [(data, values, event)], mrn_prefix)
-    return to_api(as_row(stored))
+def _may_be_one(request: NewRequest, other: NewRequest) -> bool:
+    """Whether two new patients share an identifier or, unless ``request`` is confirmed as
+    somebody else, may be the same person."""
+    mine = {(i.system, i.value) for i in request.data.identifiers or []}
+    if any((i.system, i.value) in mine for i in other.data.identifiers or []):
+        return True
+    if request.confirmed:
+        return False
+    return matching.score(request.demographics, other.demographics) >= matching.THRESHOLD
 
 
 NewPatient = tuple[PatientIn, dict[str, Any], Event]  # the data, its stored values, its event
@@ -417,11 +475,16 @@ def _check_duplicates(
     """Refuse a likely duplicate unless the caller confirmed it is somebody else. Another
     transaction writing a patient who shares a block waits until this one ends, and this
     one for it (``queries.lock_blocks``)."""
-    queries.lock_blocks(conn, matching.Demographics.of(values))
+    queries.lock_blocks(conn, [matching.Demographics.of(values)])
+    _refuse_likely([] if confirmed else likely_duplicates(conn, values, exclude), confirmed, event)
+
+
+def _refuse_likely(candidates: list[dict[str, Any]], confirmed: bool, event: Event) -> None:
+    """PossibleDuplicates naming the candidates, unless the caller confirmed it is somebody
+    else (which the event records)."""
     if confirmed:
         event.detail = "confirmed not a duplicate"
         return
-    candidates = likely_duplicates(conn, values, exclude)
     if candidates:
         names = ", ".join(f"{c['name']} ({c['mrn']}, id {c['id']})" for c in candidates)
         raise PossibleDuplicates(
