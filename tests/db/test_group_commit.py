@@ -470,35 +470,27 @@ def test_units_of_one_kind_that_arrive_together_are_run_in_one_call(engine: Engi
     assert [stored[i] for i in ids] == ["A", "B", "C", "Plain", "D"]
 
 
-def test_an_item_answered_with_an_error_fails_alone(engine: Engine) -> None:
-    """A refusal is an answer, not a failure: the others of the call and of the batch commit
-    in the same transaction, which is not run again."""
+@pytest.mark.parametrize(
+    ("middle", "error", "calls_made"),
+    [
+        # A refusal is an answer, not a failure: the transaction commits the others, once.
+        ("Refused", Conflict, [["A", "Refused", "B"]]),
+        # A call that raises fails its transaction: each item runs again alone.
+        ("Boom", RuntimeError, [["A", "Boom", "B"], ["A"], ["Boom"], ["B"]]),
+    ],
+)
+def test_only_the_item_that_fails_gets_the_error(
+    engine: Engine, middle: str, error: type[Exception], calls_made: list[list[str]]
+) -> None:
     calls: list[list[str]] = []
     writer = GroupCommit(engine)
     each = _insert_each(calls)
     with ThreadPoolExecutor(5) as pool:
         futures = _queued_behind_a_blocker(
-            writer, pool, [lambda n=n: writer.run_together(each, n) for n in ("A", "Refused", "B")]
+            writer, pool, [lambda n=n: writer.run_together(each, n) for n in ("A", middle, "B")]
         )
         assert all(futures[i].result(10) for i in (0, 2))
-        with pytest.raises(Conflict, match="Refused refused"):
+        with pytest.raises(error):
             futures[1].result(10)
-    assert calls == [["A", "Refused", "B"]]
-    assert _count(engine) == 2
-
-
-def test_a_call_that_fails_runs_again_item_by_item(engine: Engine) -> None:
-    """A together function that raises fails its transaction: each item runs again alone,
-    and only the one that fails on its own gets the error."""
-    calls: list[list[str]] = []
-    writer = GroupCommit(engine)
-    each = _insert_each(calls)
-    with ThreadPoolExecutor(5) as pool:
-        futures = _queued_behind_a_blocker(
-            writer, pool, [lambda n=n: writer.run_together(each, n) for n in ("A", "Boom", "B")]
-        )
-        assert all(futures[i].result(10) for i in (0, 2))
-        with pytest.raises(RuntimeError, match="the call failed"):
-            futures[1].result(10)
-    assert calls == [["A", "Boom", "B"], ["A"], ["Boom"], ["B"]]
+    assert calls == calls_made
     assert _count(engine) == 2
