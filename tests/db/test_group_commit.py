@@ -494,3 +494,32 @@ def test_only_the_item_that_fails_gets_the_error(
             futures[1].result(10)
     assert calls == calls_made
     assert _count(engine) == 2
+
+
+def test_a_transaction_ended_to_break_a_deadlock_runs_again(engine: Engine) -> None:
+    """PostgreSQL ends one of two transactions that wait for each other's locks: nothing of
+    it was kept, so its unit runs once more (after the other commits) instead of failing."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its transactions never wait in a cycle")
+    both_hold_one = threading.Barrier(2, timeout=10)
+    attempts: list[str] = []
+
+    def locking(first: int, then: int, name: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            attempts.append(name)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({first})")
+            if attempts.count(name) == 1:
+                both_hold_one.wait()
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({then})")
+            return name
+
+        return work
+
+    one, other = GroupCommit(engine), GroupCommit(engine)  # two server processes' writers
+    with ThreadPoolExecutor(2) as pool:
+        results = [
+            pool.submit(one.run, locking(71, 72, "one")),
+            pool.submit(other.run, locking(72, 71, "other")),
+        ]
+        assert sorted(f.result(30) for f in results) == ["one", "other"]
+    assert sorted(attempts) in (["one", "one", "other"], ["one", "other", "other"])

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import threading
+from types import ModuleType
 
 import pytest
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
 
+from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import write_transaction
 from healthcare.db.models import (
@@ -82,3 +86,47 @@ def test_writers_on_two_connections_do_not_wait_for_each_other(db: Database) -> 
         first.close()
         second.close()
     assert _kept_and_counted(db) == ((20, 0), (20, 0))
+
+
+def _migration_0011() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "migration_0011", migrate.MIGRATIONS / "versions" / "0011_totals_in_slots.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_a_write_during_the_downgrade_of_the_slots_keeps_its_counts(db: Database) -> None:
+    """Migration 0011's way down adds the slots into one row and deletes the others, with
+    the tables locked: a server still writing meanwhile waits and is counted after, by the
+    one-row trigger, instead of having its slot (and its counts) deleted under it."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the slots are PostgreSQL's")
+    down = _migration_0011().IN_ONE_ROW
+    writer = db.engine.connect()
+    while _slot(writer) == 1:  # a slot the way down deletes
+        writer.close()
+        writer = db.engine.connect()
+
+    def write_meanwhile() -> None:
+        with writer.begin():
+            insert_with_identity(writer, list(synthetic_patients(3, random.Random(1))), "MRN")
+
+    try:
+        with db.engine.begin() as conn:
+            for statement in down[:3]:  # locked, one-row trigger, slots summed into row 1
+                conn.execute(text(statement))
+            other_server = threading.Thread(target=write_meanwhile)
+            other_server.start()
+            other_server.join(0.5)
+            assert other_server.is_alive()  # waiting for the way down
+            for statement in down[3:]:
+                conn.execute(text(statement))
+        other_server.join(10)
+    finally:
+        writer.close()
+        with db.engine.begin() as conn:  # back up, for the other tests
+            for statement in _migration_0011().IN_SLOTS:
+                conn.execute(text(statement))
+    assert _kept_and_counted(db) == ((3, 0), (3, 0))

@@ -44,6 +44,13 @@ _STOP: Any = object()  # queued by close(): the writer ends after the units befo
 
 
 Together = Callable[[Connection, list[Any]], list[Any]]  # items in, a result or error each
+_OUTCOME_HOOKS = "healthcare.group_commit.outcome_hooks"
+
+
+def when_done(conn: Connection, committed: Callable[[], None], failed: Callable[[], None]) -> None:
+    """Inside a group-commit transaction: call ``committed`` once it has committed, or
+    ``failed`` if it does not (it may then run again, and call this again)."""
+    conn.info[_OUTCOME_HOOKS].append((committed, failed))
 
 
 class _Unit(Generic[T]):
@@ -179,21 +186,23 @@ class GroupCommit:
         if connection is not None:
             connection.close()
 
-    def _commit(self, batch: list[_Unit[Any]], *, reconnected: bool = False) -> None:
+    def _commit(self, batch: list[_Unit[Any]], *, again: bool = False) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries.
 
         A connection that was lost before COMMIT (the server restarted or ended it) is
-        replaced, and the batch runs once more. One lost during COMMIT is not: the batch
-        may have been committed, and running it again could store it twice, so its callers
-        get the error."""
+        replaced, and the batch runs once more; so does a batch that PostgreSQL ended to
+        break a deadlock. One lost during COMMIT is not: the batch may have been committed,
+        and running it again could store it twice, so its callers get the error."""
         started = time.perf_counter()
         committing = committed = False
+        hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         try:
             with self.process_lock:
                 with self._transaction() as conn:
+                    conn.info[_OUTCOME_HOOKS] = hooks
                     with self.around(conn):
                         for units in _runs(batch):
                             _run(conn, units)
@@ -202,8 +211,12 @@ class GroupCommit:
         except Exception as exc:
             if committed:  # letting the lock go failed; the batch is committed all the same
                 log.exception("the write lock was not let go cleanly after a commit")
-            elif self._run_again(batch, exc, committing=committing, reconnected=reconnected):
-                return
+            else:
+                _call(failed for _committed, failed in hooks)
+                if self._run_again(batch, exc, committing=committing, again=again):
+                    return
+        if committed:
+            _call(committed for committed, _failed in hooks)
         if self._queue.empty():
             self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
@@ -218,14 +231,14 @@ class GroupCommit:
             log.exception("on_commit failed")
 
     def _run_again(
-        self, batch: list[_Unit[Any]], error: Exception, *, committing: bool, reconnected: bool
+        self, batch: list[_Unit[Any]], error: Exception, *, committing: bool, again: bool
     ) -> bool:
         """After a transaction failed: run the batch again where that is safe (True), or give
         each of its units the error (False)."""
         lost = _connection_lost(error) or bool(self._connection and self._connection.invalidated)
         self._give_connection_back()  # the next transaction starts on a checked connection
-        if lost and not (committing or reconnected):
-            self._commit(batch, reconnected=True)
+        if (lost or _deadlocked(error)) and not (committing or again):
+            self._commit(batch, again=True)
             return True
         if len(batch) > 1 and not (committing and lost):
             for unit in batch:
@@ -258,6 +271,19 @@ def _run(conn: Connection, units: list[_Unit[Any]]) -> None:
     for unit, answer in zip(units, answers, strict=True):
         refused = isinstance(answer, Exception)
         unit.result, unit.error = (None, answer) if refused else (answer, None)
+
+
+def _call(callbacks: Iterator[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a callback must never stop the writer, whose callers would wait
+            log.exception("a group-commit outcome callback failed")
+
+
+def _deadlocked(error: Exception) -> bool:
+    """Whether PostgreSQL ended the transaction to break a deadlock (nothing was kept)."""
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == "40P01"
 
 
 def _connection_lost(error: Exception) -> bool:

@@ -336,7 +336,12 @@ def lock_blocks(conn: Connection, wanted: Sequence[Demographics]) -> None:
     other transaction writing a patient who could share a block with one of ``wanted``, so
     that the check sees that patient. Without it two servers (or two worker processes) creating the
     same person at the same instant each miss the other. A name block is locked by its name
-    key alone: namesakes born a slip apart lock the same. (SQLite has one writer at a time.)"""
+    key alone: namesakes born a slip apart lock the same. (SQLite has one writer at a time.)
+
+    A transaction that takes blocks more than once (two runs of creates in one group commit,
+    or a create and an edit) can meet another one taking them in the opposite order:
+    PostgreSQL then ends one of them after ``deadlock_timeout`` (1 s), and the group commit
+    runs it again (``GroupCommit._run_again``)."""
     if conn.dialect.name != "postgresql":
         return
     keys = {
@@ -344,7 +349,7 @@ def lock_blocks(conn: Connection, wanted: Sequence[Demographics]) -> None:
         for person in wanted
         for kind, value in block_keys(person)
     }
-    if keys:  # in one order, so that two checks never wait for each other's locks
+    if keys:  # sorted: two checks of one statement each never wait for each other's locks
         blocks = sorted({_lock_number(key) for key in keys})
         conn.execute(LOCK_BLOCKS, {"space": IDENTITY_LOCKS, "blocks": blocks})
 

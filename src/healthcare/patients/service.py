@@ -11,12 +11,14 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from healthcare import clock
+from healthcare.audit.pending import PendingAudit
 from healthcare.audit.queries import last_change_in
 from healthcare.audit.record import audited_read, audited_write, record_refusal
 from healthcare.audit.trail import Event, append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
+from healthcare.db.group_commit import when_done
 from healthcare.db.ids import reserve_ids
 from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import MultiRowInsert
@@ -220,13 +222,15 @@ def _page(
 class NewRequest:
     """A create waiting for its write transaction: the data, its stored values (computed
     once: the duplicate check uses them too), its audit event, whether the caller confirmed
-    it is not a duplicate, and the record-number prefix."""
+    it is not a duplicate, the record-number prefix, and the process's waiting audit events
+    (the transaction carries them, ahead of its own)."""
 
     data: PatientIn
     values: dict[str, Any]
     event: Event
     confirmed: bool
     mrn_prefix: str
+    pending: PendingAudit
 
     @property
     def demographics(self) -> matching.Demographics:
@@ -241,7 +245,9 @@ def create_patient(
     other requests that arrive meanwhile are checked and stored with it (``create_each``)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
     event = actor.event("patient.create")
-    request = NewRequest(data, stored_values(data), event, confirm_not_duplicate, db.mrn_prefix)
+    request = NewRequest(
+        data, stored_values(data), event, confirm_not_duplicate, db.mrn_prefix, db.pending_audit
+    )
     try:
         return db.write_together(create_each, request)
     except Exception as exc:
@@ -258,9 +264,12 @@ def create_each(
     likely duplicate, a held identifier), for which nothing is written.
 
     Two requests of one call that may be the same person (or share an identifier) are not
-    stored together: the later one is checked again once the first is stored, in the same
-    transaction, exactly as if it had come after it. (A create carries no waiting read
-    events, unlike other changes: no read can come before a patient's first version.)"""
+    stored together: the later one, and those after it, are checked again once the first is
+    stored, in the same transaction, exactly as if they had come after it. Like every change,
+    the transaction carries the process's waiting audit events, ahead of its own."""
+    _carry_waiting_events(conn, requests[0].pending)
+    for request in requests:  # an earlier attempt at this transaction may have filled them
+        request.event.patient_id = request.event.fields = request.event.detail = None
     queries.lock_blocks(conn, [request.demographics for request in requests])
     answers: dict[int, dict[str, Any] | ServiceError] = {}
     waiting = list(range(len(requests)))
@@ -276,7 +285,7 @@ def create_each(
             except ServiceError as exc:
                 answers[i] = exc
                 continue
-            clash = any(_may_be_one(request, requests[j]) for j in accepted)
+            clash = later or any(_may_be_one(request, requests[j]) for j in accepted)
             (later if clash else accepted).append(i)
         if accepted:
             new = [(requests[i].data, requests[i].values, requests[i].event) for i in accepted]
@@ -285,6 +294,14 @@ def create_each(
             answers.update((i, to_api(as_row(r))) for i, r in zip(accepted, stored, strict=True))
         waiting = later
     return [answers[i] for i in range(len(requests))]
+
+
+def _carry_waiting_events(conn: Connection, pending: PendingAudit) -> None:
+    """Put the process's waiting audit events into this transaction's part of the chain;
+    they wait again if it does not commit."""
+    carried = pending.take()
+    when_done(conn, lambda: pending.written(carried), lambda: pending.put_back(carried))
+    append(conn, carried)
 
 
 def _may_be_one(request: NewRequest, other: NewRequest) -> bool:
@@ -701,6 +718,10 @@ def merge_patients(
         _check_version(target, request.target_version)
         _check_version(source, request.source_version)
         merged = _merged_fields(target, source, request.take_from_source)
+        # Blocks before rows, as every change takes them: the survivor's check would otherwise
+        # lock them with the source's row already held, and an edit of the source waits the
+        # other way round.
+        queries.lock_blocks(conn, [matching.Demographics.of(stored_values(merged))])
         _close_as_merged(conn, source, target_id, event)
         survivor = _save(conn, target, merged, event, True, merge_at=event.at)
         event.detail = f"merged {source['id']} into {target_id}"

@@ -5,8 +5,8 @@ until the transaction committed. Two server processes (or two servers) that both
 patients therefore ran their write transactions one after the other, from the first insert to
 the commit: the second waited out the whole of the first. Each connection now updates the
 slot of its backend process, so concurrent writers share no row; readers add the slots up
-(``healthcare.db.models.patient_total``). A transaction only ever updates one slot, so the
-slots add no way to deadlock. (SQLite has one writer at a time; it keeps its one row.)
+(``healthcare.db.models.patient_total``). A transaction only ever updates one slot. (SQLite
+has one writer at a time; it keeps its one row.)
 
 Revision ID: 0011
 Revises: 0010
@@ -49,6 +49,9 @@ IN_SLOTS = [
     TRACK % "id = 1 + pg_backend_pid() % 64",
 ]
 IN_ONE_ROW = [
+    # Writers of patients finish first and the next wait for the one-row trigger: a write
+    # caught between the sum and the delete would lose its counts with its slot.
+    "LOCK TABLE patients, patient_totals IN EXCLUSIVE MODE",
     TRACK % "TRUE",
     "UPDATE patient_totals SET (active, deleted, revision) = (SELECT sum(active), "
     "sum(deleted), sum(revision) FROM patient_totals) WHERE id = 1",
