@@ -92,7 +92,7 @@ def test_totals_stay_exact_through_every_change(runner: CliRunner, client: Flask
     runner.invoke(main, ["patients", "purge", str(a["id"]), "--yes"])
     engine = client.application.extensions["healthcare.db"].engine
     with engine.connect() as conn:
-        kept = conn.execute(text("SELECT active, deleted FROM patient_totals")).one()
+        kept = conn.execute(text("SELECT sum(active), sum(deleted) FROM patient_totals")).one()
         counted = conn.execute(
             text(
                 "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "

@@ -30,6 +30,7 @@ from healthcare.db.models import (
     audit_disclosures,
     audit_events,
     patient_identifiers,
+    patient_total,
     patient_totals,
     patient_versions,
     patients,
@@ -192,7 +193,8 @@ def _fingerprint(conn: Connection) -> dict[str, Any]:
     """What a faithful copy must show: each table's rows and digest, the totals, the chain."""
     found: dict[str, Any] = {t.name: _digest(conn, t) for t in COPIED_TABLES}
     found["patient_totals"] = tuple(
-        conn.execute(select(patient_totals.c.active, patient_totals.c.deleted)).one()
+        conn.execute(patient_total(column)).scalar_one()
+        for column in (patient_totals.c.active, patient_totals.c.deleted)
     )
     found["audit_chain"] = tuple(
         conn.execute(select(audit_chain.c.last_id, audit_chain.c.last_hash)).one()

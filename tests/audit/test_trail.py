@@ -18,7 +18,8 @@ from healthcare.audit import record, trail
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.db.models import audit_events, patients
-from tests.conftest import audit_guard_lifted, audit_rows, new_patient, wait_until
+from healthcare.patients import service
+from tests.conftest import Account, audit_guard_lifted, audit_rows, new_patient, wait_until
 
 
 def actions(db: Database) -> list[tuple[str, str, int | None]]:
@@ -85,13 +86,29 @@ def test_a_change_and_its_audit_row_commit_together(
     def failing_append(conn: Connection, events: Any) -> None:
         raise RuntimeError("the audit write failed")
 
-    monkeypatch.setattr(record, "append", failing_append)
+    monkeypatch.setattr(service, "append", failing_append)  # creates: service.create_each
     response = client.post("/patients", json={"name": "Never Stored", "age": 50})
     assert response.status_code == 500
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(patients)).scalar_one() == 0
     monkeypatch.undo()
     assert [(a, o) for a, o, _ in actions(db)] == [("patient.create", "error")]
+
+
+def test_an_update_and_its_audit_row_commit_together(
+    client: FlaskClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patient = new_patient(client, name="Kept As It Was", age=50)
+
+    def failing_append(conn: Connection, events: Any) -> None:
+        raise RuntimeError("the audit write failed")
+
+    monkeypatch.setattr(record, "append", failing_append)  # every change but a create
+    response = client.patch(f"/patients/{patient['id']}", json={"age": 51})
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert client.get(f"/patients/{patient['id']}").json["age"] == 50
+    assert ("patient.update", "error") in [(a, o) for a, o, _ in actions(db)]
 
 
 def test_a_no_op_update_is_recorded_without_fields(client: FlaskClient, db: Database) -> None:
@@ -395,3 +412,26 @@ def test_batching_lets_the_error_of_a_lost_connection_through(engine: Engine) ->
 
     with pytest.raises(ConnectionError):
         lose_the_connection_in_a_batched_transaction()
+
+
+def test_the_chain_keeps_the_order_of_what_one_user_did(
+    make_app: Callable[..., Any], accounts: dict[str, Account]
+) -> None:
+    """A create carries the process's waiting events into its transaction, ahead of its own,
+    as every change does: the listing looked at and the refusal that led to a confirmed
+    create come before it in the chain."""
+    app = make_app(audit_flush_ms=10_000, audit_max_wait_ms=60_000)  # flushed only when asked
+    db = app.extensions["healthcare.db"]
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {accounts['clinician'].token}"
+    asha = {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "020 7946 0958"}
+    assert client.post("/patients", json=asha).status_code == 201
+    assert client.get("/patients").status_code == 200
+    assert client.post("/patients", json=asha).status_code == 409
+    confirmed = client.post("/patients?confirm_not_duplicate=true", json=asha)
+    assert confirmed.status_code == 201
+    assert [(row["action"], row["outcome"]) for row in audit_rows(db)][-3:] == [
+        ("patient.list", "success"),
+        ("patient.create", "possible_duplicate"),
+        ("patient.create", "success"),
+    ]

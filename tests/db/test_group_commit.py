@@ -408,3 +408,118 @@ def test_only_transactions_that_committed_are_reported(engine: Engine) -> None:
             bad.result(10)
     writer.close()
     assert reports == [1, 1]  # the blocker's commit, then "Kept" alone
+
+
+def _insert_each(calls: list[list[str]]) -> Callable[[Connection, list[str]], list[Any]]:
+    """A together function: one call per run of units, one row per name; a name starting
+    with "Refused" is answered with Conflict and not stored; "Boom" fails the whole call."""
+
+    def insert_each(conn: Connection, names: list[str]) -> list[Any]:
+        calls.append(list(names))
+        if "Boom" in names:
+            raise RuntimeError("the call failed")
+        return [
+            Conflict(f"{name} refused") if name.startswith("Refused") else _insert(name)(conn)
+            for name in names
+        ]
+
+    return insert_each
+
+
+def _queued_behind_a_blocker(
+    writer: GroupCommit, pool: ThreadPoolExecutor, submit: list[Callable[[], Any]]
+) -> list[Any]:
+    """Each of ``submit`` queued, in order, while the writer is held: one batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    pool.submit(writer.run, blocker)
+    assert started.wait(5)
+    futures = []
+    for queued, call in enumerate(submit, start=1):
+        futures.append(pool.submit(call))
+        wait_until(lambda n=queued: writer._queue.qsize() == n, timeout=10, what="queued")
+    release.set()
+    return futures
+
+
+def test_units_of_one_kind_that_arrive_together_are_run_in_one_call(engine: Engine) -> None:
+    """Consecutive units with the same function go to it together; a plain unit between
+    them ends the run. Each caller gets its own item's answer."""
+    calls: list[list[str]] = []
+    writer = GroupCommit(engine)
+    each = _insert_each(calls)
+    names = ["A", "B", "C"]
+    with ThreadPoolExecutor(6) as pool:
+        futures = _queued_behind_a_blocker(
+            writer,
+            pool,
+            [
+                *(lambda n=n: writer.run_together(each, n) for n in names),
+                lambda: writer.run(_insert("Plain")),
+                lambda: writer.run_together(each, "D"),
+            ],
+        )
+        ids = [f.result(10) for f in futures]
+    assert calls == [["A", "B", "C"], ["D"]]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(patients.c.id, patients.c.name)).all())
+    assert [stored[i] for i in ids] == ["A", "B", "C", "Plain", "D"]
+
+
+@pytest.mark.parametrize(
+    ("middle", "error", "calls_made"),
+    [
+        # A refusal is an answer, not a failure: the transaction commits the others, once.
+        ("Refused", Conflict, [["A", "Refused", "B"]]),
+        # A call that raises fails its transaction: each item runs again alone.
+        ("Boom", RuntimeError, [["A", "Boom", "B"], ["A"], ["Boom"], ["B"]]),
+    ],
+)
+def test_only_the_item_that_fails_gets_the_error(
+    engine: Engine, middle: str, error: type[Exception], calls_made: list[list[str]]
+) -> None:
+    calls: list[list[str]] = []
+    writer = GroupCommit(engine)
+    each = _insert_each(calls)
+    with ThreadPoolExecutor(5) as pool:
+        futures = _queued_behind_a_blocker(
+            writer, pool, [lambda n=n: writer.run_together(each, n) for n in ("A", middle, "B")]
+        )
+        assert all(futures[i].result(10) for i in (0, 2))
+        with pytest.raises(error):
+            futures[1].result(10)
+    assert calls == calls_made
+    assert _count(engine) == 2
+
+
+def test_a_transaction_ended_to_break_a_deadlock_runs_again(engine: Engine) -> None:
+    """PostgreSQL ends one of two transactions that wait for each other's locks: nothing of
+    it was kept, so its unit runs once more (after the other commits) instead of failing."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its transactions never wait in a cycle")
+    both_hold_one = threading.Barrier(2, timeout=10)
+    attempts: list[str] = []
+
+    def locking(first: int, then: int, name: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            attempts.append(name)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({first})")
+            if attempts.count(name) == 1:
+                both_hold_one.wait()
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({then})")
+            return name
+
+        return work
+
+    one, other = GroupCommit(engine), GroupCommit(engine)  # two server processes' writers
+    with ThreadPoolExecutor(2) as pool:
+        results = [
+            pool.submit(one.run, locking(71, 72, "one")),
+            pool.submit(other.run, locking(72, 71, "other")),
+        ]
+        assert sorted(f.result(30) for f in results) == ["one", "other"]
+    assert sorted(attempts) in (["one", "one", "other"], ["one", "other", "other"])

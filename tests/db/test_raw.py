@@ -93,7 +93,7 @@ def test_reads_see_what_other_connections_commit(readers: raw.ThreadReaders) -> 
     revision = (queries.revision, {})
     [[(first,)]] = raw.fetch(readers, revision)
     with readers.engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE patient_totals SET revision = revision + 1")
+        conn.exec_driver_sql("UPDATE patient_totals SET revision = revision + 1 WHERE id = 1")
     [[(second,)]] = raw.fetch(readers, revision)
     assert second == first + 1
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from contextlib import suppress
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,11 +14,16 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import Connection, func, select
 
+from healthcare.audit import trail
+from healthcare.auth.access import Actor
+from healthcare.db import group_commit
 from healthcare.db.database import Database
 from healthcare.db.engine import write_transaction
+from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
+from healthcare.errors import Conflict, PossibleDuplicates
 from healthcare.patients import service
 from healthcare.patients.matching import (
     THRESHOLD,
@@ -27,8 +34,9 @@ from healthcare.patients.matching import (
     score,
     within_a_slip,
 )
+from healthcare.patients.schemas import PatientIn
 from healthcare.patients.seed import insert_with_identity, synthetic_patients
-from tests.conftest import audit_rows, new_patient
+from tests.conftest import audit_rows, new_patient, wait_until
 
 ASHA = Demographics("Verma", "Asha", date(1990, 3, 4), "079460958", "asha@example.org")
 
@@ -217,3 +225,193 @@ def test_the_check_finds_every_likely_duplicate_that_shares_a_block(db: Database
         assert found == expected, values
         flagged += bool(found)
     assert flagged > 50  # the sample holds duplicates to find, not only people with none
+
+
+@contextmanager
+def _outcome_hooks(conn: Connection) -> Iterator[None]:
+    """What the group commit's writer gives each transaction: a list of outcome callbacks
+    (``group_commit.when_done``), called here as if it committed."""
+    conn.info[group_commit._OUTCOME_HOOKS] = hooks = []
+    yield
+    for committed, _failed in hooks:
+        committed()
+
+
+@contextmanager
+def _creating(db: Database, conn: Connection, data: PatientIn) -> Iterator[dict[str, Any]]:
+    """A create in a write transaction, as the group commit runs it: the duplicate check and
+    the insert, then, as the block ends, its audit event joins the chain (the chain's head is
+    held from there to the commit)."""
+    event = Actor.operator().event("patient.create")
+    request = service.NewRequest(
+        data, service.stored_values(data), event, False, "MRN", db.pending_audit
+    )
+    with trail.batched(conn), _outcome_hooks(conn):
+        [answer] = service.create_each(conn, [request])
+        if isinstance(answer, Exception):
+            raise answer
+        yield answer
+
+
+def test_the_same_person_created_at_once_by_two_servers_is_refused_once(db: Database) -> None:
+    """Two server processes (or servers) on one PostgreSQL create the same person at the same
+    instant: the second check waits for the first transaction, sees its patient, refuses.
+    Without the block locks both checks ran before either insert committed, and both were
+    stored."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its write lock already orders the checks")
+    data = PatientIn.model_validate(
+        {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "079460958"}
+    )
+    outcome: list[str] = []
+
+    def second_server() -> None:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
+            try:
+                with _creating(db, conn, data):
+                    outcome.append("created")
+            except PossibleDuplicates:
+                outcome.append("refused")
+
+    with db.engine.begin() as first, _creating(db, first, data):
+        other = threading.Thread(target=second_server)
+        other.start()
+        other.join(1.0)
+        assert other.is_alive(), f"the second check did not wait for the first: {outcome}"
+    other.join(30)
+    assert outcome == ["refused"]
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(patients)).scalar() == 1
+
+
+def test_creating_somebody_else_meanwhile_does_not_wait(db: Database) -> None:
+    """The locks are per block: a create of an unrelated person goes on while another
+    transaction holds its own person's blocks."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its write lock already orders the checks")
+    asha = PatientIn.model_validate({"name": "Asha Verma", "date_of_birth": "1990-03-04"})
+    ravi = PatientIn.model_validate({"name": "Ravi Okafor", "date_of_birth": "1971-11-20"})
+    with db.engine.begin() as first, _creating(db, first, asha), db.engine.begin() as second:
+        second.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+        with _creating(db, second, ravi) as created:
+            assert created["name"] == "Ravi Okafor"
+
+
+def _created_together(
+    db: Database, bodies: list[dict[str, Any]], confirmed: tuple[bool, ...] = ()
+) -> list[dict[str, Any] | Exception]:
+    """Creates that arrived together, run as the group commit runs them: one call, one
+    transaction."""
+    requests = [
+        service.NewRequest(
+            PatientIn.model_validate(body),
+            service.stored_values(PatientIn.model_validate(body)),
+            Actor.operator().event("patient.create"),
+            bool(confirmed and confirmed[i]),
+            "MRN",
+            db.pending_audit,
+        )
+        for i, body in enumerate(bodies)
+    ]
+    with write_transaction(db.engine) as conn, trail.batched(conn), _outcome_hooks(conn):
+        return service.create_each(conn, requests)
+
+
+ASHA_BODY = {"name": "Asha Verma", "date_of_birth": "1990-03-04", "phone": "079460958"}
+NHS_NUMBER = [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}]
+
+
+def test_the_same_person_twice_in_one_batch_is_refused_the_second_time(db: Database) -> None:
+    """Two creates of one person that share a transaction: the second is checked against
+    the first once it is stored, and refused naming it, as if it had come later."""
+    first, second = _created_together(db, [ASHA_BODY, {**ASHA_BODY, "name": "Asha Varma"}])
+    assert isinstance(first, dict)
+    assert isinstance(second, PossibleDuplicates)
+    assert [c["id"] for c in second.candidates] == [first["id"]]
+    created = audit_rows(db, action="patient.create")
+    assert [(row["patient_id"], row["outcome"]) for row in created] == [(first["id"], "success")]
+
+
+def test_a_batch_stores_what_it_can_and_refuses_the_rest(db: Database) -> None:
+    """Unrelated people are all stored, with one audit event each; an identifier another
+    create of the batch takes is refused (409), even to a create confirmed as somebody else;
+    a likely duplicate confirmed as somebody else is stored."""
+    answers = _created_together(
+        db,
+        [
+            {"name": "Ravi Okafor", "age": 40, "identifiers": NHS_NUMBER},
+            {"name": "Mei Lin", "age": 33, "identifiers": NHS_NUMBER},
+            ASHA_BODY,
+            {**ASHA_BODY, "email": "asha@example.org"},
+            {"name": "Tomas Berg", "age": 71},
+        ],
+        confirmed=(False, True, False, True, False),
+    )
+    assert isinstance(answers[1], Conflict)
+    assert "already has the identifier" in str(answers[1])
+    stored = [a for a in answers if isinstance(a, dict)]
+    assert [a["name"] for a in stored] == ["Ravi Okafor", "Asha Verma", "Asha Verma", "Tomas Berg"]
+    created = audit_rows(db, action="patient.create")
+    assert sorted(row["patient_id"] for row in created) == sorted(a["id"] for a in stored)
+    assert [row["detail"] for row in created if row["patient_id"] == stored[2]["id"]] == [
+        "confirmed not a duplicate"
+    ]
+
+
+def test_creates_of_one_batch_keep_their_order_when_one_waits_a_round(db: Database) -> None:
+    """A create that may be the person of an earlier one (a nickname, day and month swapped:
+    no block in common, so the database finds no candidate) waits for the second round, and
+    so does every create after it: ids and the chain keep the order of arrival, as one by one."""
+    answers = _created_together(
+        db,
+        [
+            {"family_name": "Smith", "given_names": "Elizabeth", "date_of_birth": "1990-03-04"},
+            {"family_name": "Smith", "given_names": "Liz", "date_of_birth": "1990-04-03"},
+            {"name": "Tomas Berg", "age": 71},
+        ],
+    )
+    ids = [answer["id"] for answer in answers if isinstance(answer, dict)]
+    assert len(ids) == 3
+    assert ids == sorted(ids)
+    assert [row["patient_id"] for row in audit_rows(db, action="patient.create")] == ids
+
+
+def test_a_create_refused_when_run_again_names_no_patient(
+    db: Database, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create stored in an attempt that failed (another unit of its batch failed) and
+    refused when its unit runs again alone: its refusal names no patient, not the id of the
+    attempt that was rolled back."""
+    original = GroupCommit._run_again
+
+    def another_server_stores_asha_meanwhile(self: GroupCommit, batch: list, *a: Any, **k: Any):
+        if len(batch) > 1:
+            _created_together(db, [ASHA_BODY], confirmed=(True,))
+        return original(self, batch, *a, **k)
+
+    monkeypatch.setattr(GroupCommit, "_run_again", another_server_stores_asha_meanwhile)
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    def failing(conn: Connection) -> None:
+        raise RuntimeError("a unit of the batch failed")
+
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(db.write, blocker)
+        assert started.wait(5)
+        asha = PatientIn.model_validate(ASHA_BODY)
+        created = pool.submit(service.create_patient, db, admin, asha)
+        wait_until(lambda: db._writer._queue.qsize() == 1, timeout=10, what="the create queued")
+        other = pool.submit(db.write, failing)
+        wait_until(lambda: db._writer._queue.qsize() == 2, timeout=10, what="both queued")
+        release.set()
+        with pytest.raises(PossibleDuplicates):
+            created.result(10)
+        with pytest.raises(RuntimeError):
+            other.result(10)
+    [refused] = audit_rows(db, action="patient.create", outcome="possible_duplicate")
+    assert refused["patient_id"] is None

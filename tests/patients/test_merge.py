@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +11,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 
+from healthcare.auth.access import Actor
+from healthcare.db import group_commit
 from healthcare.db.database import Database
 from healthcare.db.models import patient_versions
+from healthcare.errors import Deleted, VersionMismatch
+from healthcare.patients import service
+from healthcare.patients.schemas import MergeRequest, PatientIn, PatientPatch
 from tests.conftest import audit_rows, new_patient
 
 CONFIRM = "?confirm_not_duplicate=true"
@@ -227,3 +234,60 @@ def test_a_birth_date_taken_by_a_record_known_only_by_age_replaces_the_age(
     merged = _merge(client, target, source, "date_of_birth")
     assert merged.status_code == 200, merged.json
     assert (merged.json["date_of_birth"], merged.json["age"]) == ("1960-03-04", source["age"])
+
+
+def test_a_merge_and_an_edit_of_its_source_in_another_process_do_not_deadlock(
+    db: Database, make_app: Callable[..., Any], admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a merge locks the survivor's blocks before it closes the source row, as
+    every change takes blocks before rows. An edit of the source in another server process
+    then waits for the merge and is refused as stale; with the blocks taken after the row,
+    the two deadlocked (one of them answered 500 until deadlocked transactions ran again)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no two transactions wait on each other")
+    other_process = make_app().extensions["healthcare.db"]
+    target = service.create_patient(db, admin, PatientIn.model_validate(
+        {"name": "Asha Verma", "date_of_birth": "1990-03-04",
+         "identifiers": [{"system": "https://example.org/nhs", "value": "1"}]}))  # fmt: skip
+    source = service.create_patient(db, admin, PatientIn.model_validate(
+        {"name": "Asha Vrema", "date_of_birth": "1990-03-04",
+         "identifiers": [{"system": "https://example.org/other", "value": "A7"}]}),
+        confirm_not_duplicate=True)  # fmt: skip
+    closed = threading.Event()
+    close_as_merged = service._close_as_merged
+
+    def close_then_linger(*args: Any, **kwargs: Any) -> None:
+        close_as_merged(*args, **kwargs)  # the source's row is locked from here to the commit
+        closed.set()
+        time.sleep(1.0)  # the edit takes its blocks meanwhile
+
+    monkeypatch.setattr(service, "_close_as_merged", close_then_linger)
+    deadlocks: list[Exception] = []
+    deadlocked = group_commit._deadlocked
+
+    def noting_deadlocks(error: Exception) -> bool:
+        if deadlocked(error):
+            deadlocks.append(error)
+        return deadlocked(error)
+
+    monkeypatch.setattr(group_commit, "_deadlocked", noting_deadlocks)
+    edit: list[BaseException] = []
+
+    def edit_the_source() -> None:
+        closed.wait(10)
+        patch = PatientPatch.model_validate({"phone": "555 0199"})
+        try:
+            service.patch_patient(other_process, admin, source["id"], patch,
+                                  confirm_not_duplicate=True)  # fmt: skip
+        except Exception as exc:
+            edit.append(exc)
+
+    editor = threading.Thread(target=edit_the_source)
+    editor.start()
+    merge = MergeRequest(source_id=source["id"], source_version=1, target_version=1,
+                         take_from_source=[])  # fmt: skip
+    survivor = service.merge_patients(db, admin, target["id"], merge)
+    editor.join(30)
+    assert survivor["id"] == target["id"]
+    assert [type(exc) for exc in edit] in ([Deleted], [VersionMismatch])
+    assert deadlocks == []

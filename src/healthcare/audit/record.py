@@ -37,10 +37,15 @@ def audited_write(db: Database, event: Event, work: Callable[[Connection, Event]
         result = db.write(unit)
     except Exception as exc:
         db.pending_audit.put_back(carried)
-        db.audit_soon(dataclasses.replace(event, outcome=outcome_of(exc), fields=None))
+        record_refusal(db, event, exc)
         raise
     db.pending_audit.written(carried)
     return result
+
+
+def record_refusal(db: Database, event: Event, exc: Exception) -> None:
+    """Record a change that was refused or failed, with its outcome, with the next flush."""
+    db.audit_soon(dataclasses.replace(event, outcome=outcome_of(exc), fields=None))
 
 
 def audited_read(db: Database, event: Event, read: Callable[[], T]) -> T:

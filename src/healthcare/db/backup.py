@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, update
 from sqlalchemy.engine import make_url
 
 from healthcare.db import migrate
+from healthcare.db.models import patient_total, patient_totals
 
 PREFIX = "healthcare-"
 REQUIRED_TABLES = {"patients", "alembic_version"}
@@ -83,10 +84,14 @@ def restore(engine: Engine, path: Path) -> None:
         _pg_restore(engine, path)
     migrate.upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE patient_totals SET revision = :r WHERE revision <= :r"),
-            {"r": revision + 1},
-        )
+        behind = revision + 1 - conn.execute(patient_total(patient_totals.c.revision)).scalar_one()
+        if behind > 0:
+            slot = patient_totals.c.id == 1
+            conn.execute(
+                update(patient_totals)
+                .where(slot)
+                .values(revision=patient_totals.c.revision + behind)
+            )
 
 
 def audit_head(engine: Engine, path: Path) -> int:
@@ -198,7 +203,7 @@ def _pg_restore(engine: Engine, path: Path) -> None:
 
 def _revision(engine: Engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT revision FROM patient_totals")).scalar_one()
+        return conn.execute(patient_total(patient_totals.c.revision)).scalar_one()
 
 
 def _durable_rename(partial: Path, final: Path) -> None:

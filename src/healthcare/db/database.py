@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import Connection, Engine
 
 from healthcare.db import raw
-from healthcare.db.group_commit import GroupCommit, ProcessLock
+from healthcare.db.group_commit import GroupCommit, ProcessLock, Together
 from healthcare.db.revision_cache import RevisionCache, ShortLivedCache
 
 T = TypeVar("T")
@@ -63,6 +63,12 @@ class Database:
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is durably committed."""
         return self._writer.run(work)
+
+    def write_together(self, together: Together, item: Any) -> Any:
+        """Run ``together(conn, items)`` for ``item`` and the items of other threads' writes
+        of the same kind that arrive meanwhile, in one write transaction (see
+        ``GroupCommit.run_together``); this item's result once durably committed."""
+        return self._writer.run_together(together, item)
 
     def read(
         self, *selects: tuple[raw.RawStatement, dict[str, Any]]

@@ -7,6 +7,11 @@ once. A unit that fails is rolled back alone and its caller gets the exception; 
 returns only after the commit that holds its unit, so an acknowledged write is durable.
 A unit may run more than once (see ``_commit``): it must only touch the database.
 
+Units of one kind can also be run together (``run_together``): consecutive units queued with
+the same function are handed to it in one call, which does for all of them what each would
+do alone (one lookup, one multi-row insert) and answers each one, with a result or with the
+exception that refuses it alone; the transaction goes on for the others.
+
 While writes keep coming, the writer thread keeps its connection from one transaction to the
 next; it gives it back to the pool whenever it has nothing to do. A SQLite connection has its
 own page cache, which SQLite empties whenever another connection has written: a writer that
@@ -38,11 +43,28 @@ MAX_BATCH = 64
 _STOP: Any = object()  # queued by close(): the writer ends after the units before it
 
 
-class _Unit(Generic[T]):
-    __slots__ = ("done", "error", "result", "work")
+Together = Callable[[Connection, list[Any]], list[Any]]  # items in, a result or error each
+_OUTCOME_HOOKS = "healthcare.group_commit.outcome_hooks"
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+
+def when_done(conn: Connection, committed: Callable[[], None], failed: Callable[[], None]) -> None:
+    """Inside a group-commit transaction: call ``committed`` once it has committed, or
+    ``failed`` if it does not (it may then run again, and call this again)."""
+    conn.info[_OUTCOME_HOOKS].append((committed, failed))
+
+
+class _Unit(Generic[T]):
+    __slots__ = ("done", "error", "item", "result", "together", "work")
+
+    def __init__(
+        self,
+        work: Callable[[Connection], T] | None,
+        together: Together | None = None,
+        item: Any = None,
+    ) -> None:
         self.work = work
+        self.together = together
+        self.item = item
         self.done = threading.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -95,7 +117,16 @@ class GroupCommit:
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction and return its result once committed; the
         writes of other threads that arrive meanwhile join the same commit."""
-        unit = _Unit(work)
+        return self._wait_for(_Unit(work))
+
+    def run_together(self, together: Together, item: Any) -> Any:
+        """Run ``together(conn, [item, ...])`` in a write transaction with the items of the
+        units queued beside this one for the same function; return this item's result once
+        committed, or raise the exception it was answered with. ``together`` writes nothing
+        for an item it answers with an exception."""
+        return self._wait_for(_Unit(None, together, item))
+
+    def _wait_for(self, unit: _Unit[T]) -> T:
         with self._start_lock:  # never queued behind a close()'s stop, where none would run it
             self._ensure_writer()
             self._queue.put(unit)
@@ -155,31 +186,37 @@ class GroupCommit:
         if connection is not None:
             connection.close()
 
-    def _commit(self, batch: list[_Unit[Any]], *, reconnected: bool = False) -> None:
+    def _commit(self, batch: list[_Unit[Any]], *, again: bool = False) -> None:
         """Commit the batch as one transaction. If any unit fails, nothing of the batch is
         kept and each unit runs again in a transaction of its own, so a failure (a version
         conflict, say) reaches its own caller alone. Failures are rare; savepoints around
         every unit would cost more than these retries.
 
         A connection that was lost before COMMIT (the server restarted or ended it) is
-        replaced, and the batch runs once more. One lost during COMMIT is not: the batch
-        may have been committed, and running it again could store it twice, so its callers
-        get the error."""
+        replaced, and the batch runs once more; so does a batch that PostgreSQL ended to
+        break a deadlock. One lost during COMMIT is not: the batch may have been committed,
+        and running it again could store it twice, so its callers get the error."""
         started = time.perf_counter()
         committing = committed = False
+        hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         try:
             with self.process_lock:
                 with self._transaction() as conn:
+                    conn.info[_OUTCOME_HOOKS] = hooks
                     with self.around(conn):
-                        for unit in batch:
-                            unit.result = unit.work(conn)
+                        for units in _runs(batch):
+                            _run(conn, units)
                     committing = True
                 committed = True
         except Exception as exc:
             if committed:  # letting the lock go failed; the batch is committed all the same
                 log.exception("the write lock was not let go cleanly after a commit")
-            elif self._run_again(batch, exc, committing=committing, reconnected=reconnected):
-                return
+            else:
+                _call(failed for _committed, failed in hooks)
+                if self._run_again(batch, exc, committing=committing, again=again):
+                    return
+        if committed:
+            _call(committed for committed, _failed in hooks)
         if self._queue.empty():
             self._give_connection_back()  # before any caller returns: none sees it checked out
         for unit in batch:
@@ -194,14 +231,14 @@ class GroupCommit:
             log.exception("on_commit failed")
 
     def _run_again(
-        self, batch: list[_Unit[Any]], error: Exception, *, committing: bool, reconnected: bool
+        self, batch: list[_Unit[Any]], error: Exception, *, committing: bool, again: bool
     ) -> bool:
         """After a transaction failed: run the batch again where that is safe (True), or give
         each of its units the error (False)."""
         lost = _connection_lost(error) or bool(self._connection and self._connection.invalidated)
         self._give_connection_back()  # the next transaction starts on a checked connection
-        if lost and not (committing or reconnected):
-            self._commit(batch, reconnected=True)
+        if (lost or _deadlocked(error)) and not (committing or again):
+            self._commit(batch, again=True)
             return True
         if len(batch) > 1 and not (committing and lost):
             for unit in batch:
@@ -210,6 +247,43 @@ class GroupCommit:
         for unit in batch:
             unit.result, unit.error = None, error
         return False
+
+
+def _runs(batch: list[_Unit[Any]]) -> Iterator[list[_Unit[Any]]]:
+    """The batch in order, as runs of consecutive units that share a ``together`` function;
+    every other unit is a run of its own."""
+    run: list[_Unit[Any]] = []
+    for unit in batch:
+        if run and (unit.together is None or unit.together != run[0].together):
+            yield run
+            run = []
+        run.append(unit)
+    if run:
+        yield run
+
+
+def _run(conn: Connection, units: list[_Unit[Any]]) -> None:
+    if units[0].together is None:
+        [unit] = units
+        unit.result = unit.work(conn)  # type: ignore[misc]
+        return
+    answers = units[0].together(conn, [unit.item for unit in units])
+    for unit, answer in zip(units, answers, strict=True):
+        refused = isinstance(answer, Exception)
+        unit.result, unit.error = (None, answer) if refused else (answer, None)
+
+
+def _call(callbacks: Iterator[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a callback must never stop the writer, whose callers would wait
+            log.exception("a group-commit outcome callback failed")
+
+
+def _deadlocked(error: Exception) -> bool:
+    """Whether PostgreSQL ended the transaction to break a deadlock (nothing was kept)."""
+    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == "40P01"
 
 
 def _connection_lost(error: Exception) -> bool:

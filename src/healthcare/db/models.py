@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     ForeignKey,
@@ -15,8 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    cast,
+    func,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import Select
 
 GENDERS = ("male", "female", "other", "unknown")
 
@@ -111,8 +116,11 @@ patient_versions = PatientVersion.__table__
 
 
 class PatientTotals(Base):
-    """One row kept by database triggers: counts, so unfiltered listings need no count, and a
-    revision that changes with every change to any patient."""
+    """Rows kept by database triggers: counts, so unfiltered listings need no count, and a
+    revision that changes with every change to any patient. Read them summed
+    (``patient_total``): SQLite keeps one row; PostgreSQL keeps one per slot, each server
+    connection writing its own, so that concurrent writers never wait on one row (migration
+    0011)."""
 
     __tablename__ = "patient_totals"
 
@@ -123,6 +131,12 @@ class PatientTotals(Base):
 
 
 patient_totals = PatientTotals.__table__
+
+
+def patient_total(column: Column[int]) -> Select[tuple[int]]:
+    """A patient total (``patient_totals.c.active``, ``.deleted`` or ``.revision``) over every
+    slot."""
+    return select(cast(func.sum(column), BigInteger))
 
 
 ROLES = ("viewer", "clinician", "admin")

@@ -14,7 +14,7 @@ from healthcare.audit.trail import append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import utc_now
 from healthcare.db.database import Database
-from healthcare.db.models import patient_identifiers, patient_totals, patients
+from healthcare.db.models import patient_identifiers, patient_total, patient_totals, patients
 from healthcare.db.raw import RawStatement
 from healthcare.patients import queries
 from healthcare.patients.schemas import PatientIn
@@ -55,7 +55,7 @@ def export_patients(
 
 IMPORT_BATCH = 1_000
 MATCH_BATCH = 500  # rows whose likely duplicates are looked up together
-ON_RECORD = RawStatement(select(patient_totals.c.active))
+ON_RECORD = RawStatement(patient_total(patient_totals.c.active))
 Row = tuple[int, PatientIn | list[str]]
 
 

@@ -5,6 +5,7 @@ parameters for every value, so they compile once and run on the raw read path.""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -26,7 +27,13 @@ from sqlalchemy import (
     union,
 )
 
-from healthcare.db.models import SEARCH_KEYS, patient_identifiers, patient_totals, patients
+from healthcare.db.models import (
+    SEARCH_KEYS,
+    patient_identifiers,
+    patient_total,
+    patient_totals,
+    patients,
+)
 from healthcare.db.raw import RawStatement
 from healthcare.patients.identifiers import phone_key
 from healthcare.patients.matching import Demographics, name_key, within_a_slip
@@ -50,7 +57,7 @@ by_id = RawStatement(
 with_deleted_by_id = select(*DELETED_COLUMNS).where(patients.c.id == bindparam("patient_id"))
 
 
-revision = RawStatement(select(patient_totals.c.revision))
+revision = RawStatement(patient_total(patient_totals.c.revision))
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
     conditions = [active, *filters]
     page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
-    return Listing(page, RawStatement(total if filters else select(patient_totals.c.active)))
+    return Listing(page, RawStatement(total if filters else patient_total(patient_totals.c.active)))
 
 
 def _sqlite_search_listing(
@@ -242,7 +249,7 @@ deleted_listing = Listing(
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     ),
-    RawStatement(select(patient_totals.c.deleted)),
+    RawStatement(patient_total(patient_totals.c.deleted)),
 )
 
 
@@ -315,6 +322,41 @@ def block_keys(wanted: Demographics) -> list[BlockKey]:
     if key and wanted.born is not None:  # see healthcare.patients.matching: the name block
         keys.append(("name", (key, wanted.born)))
     return keys + [("identifier", pair) for pair in wanted.identifiers]
+
+
+# pg_advisory_xact_lock(IDENTITY_LOCKS, n): the advisory locks of the blocks a patient falls in.
+IDENTITY_LOCKS = 0x1D_B10C
+LOCK_BLOCKS = text(
+    "SELECT pg_advisory_xact_lock(:space, block) FROM unnest(CAST(:blocks AS integer[])) AS block"
+)
+
+
+def lock_blocks(conn: Connection, wanted: Sequence[Demographics]) -> None:
+    """On PostgreSQL, before a patient's duplicate check in a write transaction: wait for any
+    other transaction writing a patient who could share a block with one of ``wanted``, so
+    that the check sees that patient. Without it two servers (or two worker processes) creating the
+    same person at the same instant each miss the other. A name block is locked by its name
+    key alone: namesakes born a slip apart lock the same. (SQLite has one writer at a time.)
+
+    A transaction that takes blocks more than once (two runs of creates in one group commit,
+    or a create and an edit) can meet another one taking them in the opposite order:
+    PostgreSQL then ends one of them after ``deadlock_timeout`` (1 s), and the group commit
+    runs it again (``GroupCommit._run_again``)."""
+    if conn.dialect.name != "postgresql":
+        return
+    keys = {
+        (kind, value[0] if kind == "name" else value)
+        for person in wanted
+        for kind, value in block_keys(person)
+    }
+    if keys:  # sorted: two checks of one statement each never wait for each other's locks
+        blocks = sorted({_lock_number(key) for key in keys})
+        conn.execute(LOCK_BLOCKS, {"space": IDENTITY_LOCKS, "blocks": blocks})
+
+
+def _lock_number(key: tuple[str, Any]) -> int:
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @lru_cache(maxsize=1 << 16)

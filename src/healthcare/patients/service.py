@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -10,12 +11,14 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from healthcare import clock
+from healthcare.audit.pending import PendingAudit
 from healthcare.audit.queries import last_change_in
-from healthcare.audit.record import audited_read, audited_write
-from healthcare.audit.trail import Event
+from healthcare.audit.record import audited_read, audited_write, record_refusal
+from healthcare.audit.trail import Event, append
 from healthcare.auth.access import Actor, Permission, authorize
 from healthcare.clock import rfc3339, utc_now
 from healthcare.db.database import Database
+from healthcare.db.group_commit import when_done
 from healthcare.db.ids import reserve_ids
 from healthcare.db.models import patient_identifiers, patients
 from healthcare.db.raw import MultiRowInsert
@@ -26,6 +29,7 @@ from healthcare.errors import (
     Forbidden,
     NotFound,
     PossibleDuplicates,
+    ServiceError,
     VersionMismatch,
 )
 from healthcare.patients import history, identifiers, matching, queries
@@ -214,30 +218,101 @@ def _page(
     return page
 
 
+@dataclass(frozen=True)
+class NewRequest:
+    """A create waiting for its write transaction: the data, its stored values (computed
+    once: the duplicate check uses them too), its audit event, whether the caller confirmed
+    it is not a duplicate, the record-number prefix, and the process's waiting audit events
+    (the transaction carries them, ahead of its own)."""
+
+    data: PatientIn
+    values: dict[str, Any]
+    event: Event
+    confirmed: bool
+    mrn_prefix: str
+    pending: PendingAudit
+
+    @property
+    def demographics(self) -> matching.Demographics:
+        return matching.Demographics.of(self.values)
+
+
 def create_patient(
     db: Database, actor: Actor, data: PatientIn, *, confirm_not_duplicate: bool = False
 ) -> dict[str, Any]:
     """Create a patient, unless it looks like patients on record and the caller has not
-    confirmed that it is somebody else (PossibleDuplicates, naming them)."""
+    confirmed that it is somebody else (PossibleDuplicates, naming them). The creates of
+    other requests that arrive meanwhile are checked and stored with it (``create_each``)."""
     authorize(db, actor, Permission.WRITE_PATIENTS, "patient.create")
-    values = stored_values(data)
+    event = actor.event("patient.create")
+    request = NewRequest(
+        data, stored_values(data), event, confirm_not_duplicate, db.mrn_prefix, db.pending_audit
+    )
+    try:
+        return db.write_together(create_each, request)
+    except Exception as exc:
+        record_refusal(db, event, exc)
+        raise
 
-    def create(conn: Connection, event: Event) -> dict[str, Any]:
-        _check_duplicates(conn, values, None, confirm_not_duplicate, event)
-        return insert_patient(conn, data, values, event, db.mrn_prefix)
 
-    return audited_write(db, actor.event("patient.create"), create)
+def create_each(
+    conn: Connection, requests: list[NewRequest]
+) -> list[dict[str, Any] | ServiceError]:
+    """Creates that arrived together, in the caller's write transaction: their duplicate
+    checks with one candidate lookup, their rows with one insert per table, their audit
+    events. Each is answered with its patient, or with the exception that refuses it (a
+    likely duplicate, a held identifier), for which nothing is written.
+
+    Two requests of one call that may be the same person (or share an identifier) are not
+    stored together: the later one, and those after it, are checked again once the first is
+    stored, in the same transaction, exactly as if they had come after it. Like every change,
+    the transaction carries the process's waiting audit events, ahead of its own."""
+    _carry_waiting_events(conn, requests[0].pending)
+    for request in requests:  # an earlier attempt at this transaction may have filled them
+        request.event.patient_id = request.event.fields = request.event.detail = None
+    queries.lock_blocks(conn, [request.demographics for request in requests])
+    answers: dict[int, dict[str, Any] | ServiceError] = {}
+    waiting = list(range(len(requests)))
+    while waiting:
+        accepted: list[int] = []
+        later: list[int] = []
+        found = likely_duplicates_of_each(conn, [requests[i].values for i in waiting])
+        for i, candidates in zip(waiting, found, strict=True):
+            request = requests[i]
+            try:
+                _refuse_likely(candidates, request.confirmed, request.event)
+                _refuse_held_identifiers(conn, None, request.data)
+            except ServiceError as exc:
+                answers[i] = exc
+                continue
+            clash = later or any(_may_be_one(request, requests[j]) for j in accepted)
+            (later if clash else accepted).append(i)
+        if accepted:
+            new = [(requests[i].data, requests[i].values, requests[i].event) for i in accepted]
+            stored = insert_patients(conn, new, requests[0].mrn_prefix)
+            append(conn, [requests[i].event for i in accepted])
+            answers.update((i, to_api(as_row(r))) for i, r in zip(accepted, stored, strict=True))
+        waiting = later
+    return [answers[i] for i in range(len(requests))]
 
 
-def insert_patient(
-    conn: Connection, data: PatientIn, values: dict[str, Any], event: Event, mrn_prefix: str
-) -> dict[str, Any]:
-    """Store a new patient (its record number, identifiers, first version) in the caller's
-    transaction, and complete its audit event; Conflict if another patient holds one of its
-    identifiers. ``values``: ``data``'s stored values (``stored_values``)."""
-    _refuse_held_identifiers(conn, None, data)
-    [stored] = insert_patients(conn, [(data, values, event)], mrn_prefix)
-    return to_api(as_row(stored))
+def _carry_waiting_events(conn: Connection, pending: PendingAudit) -> None:
+    """Put the process's waiting audit events into this transaction's part of the chain;
+    they wait again if it does not commit."""
+    carried = pending.take()
+    when_done(conn, lambda: pending.written(carried), lambda: pending.put_back(carried))
+    append(conn, carried)
+
+
+def _may_be_one(request: NewRequest, other: NewRequest) -> bool:
+    """Whether two new patients share an identifier or, unless ``request`` is confirmed as
+    somebody else, may be the same person."""
+    mine = {(i.system, i.value) for i in request.data.identifiers or []}
+    if any((i.system, i.value) in mine for i in other.data.identifiers or []):
+        return True
+    if request.confirmed:
+        return False
+    return matching.score(request.demographics, other.demographics) >= matching.THRESHOLD
 
 
 NewPatient = tuple[PatientIn, dict[str, Any], Event]  # the data, its stored values, its event
@@ -414,11 +489,19 @@ def _check_duplicates(
     confirmed: bool,
     event: Event,
 ) -> None:
-    """Refuse a likely duplicate unless the caller confirmed it is somebody else."""
+    """Refuse a likely duplicate unless the caller confirmed it is somebody else. Another
+    transaction writing a patient who shares a block waits until this one ends, and this
+    one for it (``queries.lock_blocks``)."""
+    queries.lock_blocks(conn, [matching.Demographics.of(values)])
+    _refuse_likely([] if confirmed else likely_duplicates(conn, values, exclude), confirmed, event)
+
+
+def _refuse_likely(candidates: list[dict[str, Any]], confirmed: bool, event: Event) -> None:
+    """PossibleDuplicates naming the candidates, unless the caller confirmed it is somebody
+    else (which the event records)."""
     if confirmed:
         event.detail = "confirmed not a duplicate"
         return
-    candidates = likely_duplicates(conn, values, exclude)
     if candidates:
         names = ", ".join(f"{c['name']} ({c['mrn']}, id {c['id']})" for c in candidates)
         raise PossibleDuplicates(
@@ -635,6 +718,10 @@ def merge_patients(
         _check_version(target, request.target_version)
         _check_version(source, request.source_version)
         merged = _merged_fields(target, source, request.take_from_source)
+        # Blocks before rows, as every change takes them: the survivor's check would otherwise
+        # lock them with the source's row already held, and an edit of the source waits the
+        # other way round.
+        queries.lock_blocks(conn, [matching.Demographics.of(stored_values(merged))])
         _close_as_merged(conn, source, target_id, event)
         survivor = _save(conn, target, merged, event, True, merge_at=event.at)
         event.detail = f"merged {source['id']} into {target_id}"
