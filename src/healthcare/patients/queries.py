@@ -6,7 +6,7 @@ parameters for every value, so they compile once and run on the raw read path.""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
+    literal_column,
     select,
     table,
     text,
@@ -48,6 +49,9 @@ SORT_COLUMNS = {
 # SQLite's full-text index over the names of patients that are not deleted (see migration 0001).
 patients_fts = table("patients_fts", column("rowid"))
 
+# The text search configuration as a literal, as the name-search index was made with it: as a
+# bound parameter the planner could not match a generic plan's expression to the index.
+SIMPLE = literal_column("'simple'::regconfig")
 active = patients.c.deleted_at.is_(None)
 deleted = patients.c.deleted_at.is_not(None)
 
@@ -66,10 +70,15 @@ class Listing:
     total: RawStatement
 
 
-def _ordered(statement: Select, sort: str, id_column: ColumnElement) -> Select:
+def _ordered(
+    statement: Select,
+    sort: str,
+    id_column: ColumnElement,
+    columns: Mapping[str, ColumnElement] = SORT_COLUMNS,
+) -> Select:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
-    keys = [id_column] if key == "id" else [SORT_COLUMNS[key], id_column]
+    keys = [id_column] if key == "id" else [columns[key], id_column]
     return statement.order_by(*(k.desc() if descending else k for k in keys))
 
 
@@ -80,6 +89,23 @@ def _page(
     where they can be (a deep offset or a broad search then never reads the wide rows it passes
     over), then the rows of those ids alone."""
     ids = _ordered(select(id_column).select_from(source).where(*conditions), sort, id_column)
+    ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
+    rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery()))
+    return RawStatement(_ordered(rows, sort, patients.c.id))
+
+
+def _matched_first(
+    source: FromClause, conditions: list[ColumnElement[bool]], sort: str, id_column: ColumnElement
+) -> RawStatement:
+    """A page of a PostgreSQL name search: every match found through the full-text index
+    first, then sorted and paged. Left to itself the planner walks the id index and tests each
+    row's name until a page is full (it expects a prefix to match thousands): for a prefix
+    few names have, that reads the whole table (360 ms at 245,000 patients, against 0.1 ms)."""
+    key = sort.lstrip("-")
+    kept = [id_column] if key == "id" else [id_column, SORT_COLUMNS[key]]
+    matched = select(*kept).select_from(source).where(*conditions)
+    found = matched.cte("matched").prefix_with("MATERIALIZED")
+    ids = _ordered(select(found.c.id), sort, found.c.id, found.c)
     ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
     rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery()))
     return RawStatement(_ordered(rows, sort, patients.c.id))
@@ -150,12 +176,13 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
         return _sqlite_search_listing(sort, filters, cursor)
     if search:
         filters.append(
-            func.to_tsvector("simple", patients.c.name_search).op("@@")(
-                func.to_tsquery("simple", bindparam("words"))
+            func.to_tsvector(SIMPLE, patients.c.name_search).op("@@")(
+                func.to_tsquery(SIMPLE, bindparam("words"))
             )
         )
     conditions = [active, *filters]
-    page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
+    paged = _matched_first if search else _page
+    page = paged(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
     return Listing(page, RawStatement(total if filters else patient_total(patient_totals.c.active)))
 
