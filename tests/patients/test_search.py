@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from healthcare.auth.access import Actor
 from healthcare.db.database import Database
-from healthcare.patients import queries
+from healthcare.patients import queries, service
 from healthcare.patients.schemas import PatientQuery
 from healthcare.patients.search import fold, search_words
 from tests.conftest import new_patient
@@ -184,3 +185,14 @@ def _numbered(sql: str, arguments: dict[str, Any]) -> tuple[str, list[Any]]:
 
 def _literal(value: Any) -> str:
     return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+@pytest.mark.usefixtures("names")
+def test_a_search_counts_every_match_whatever_the_page(client: FlaskClient, db: Database) -> None:
+    """The total of a search is every match: on a page past the end, and on a keyset page
+    (FHIR's links), which starts after a patient."""
+    past_the_end = client.get("/patients?q=zoe&offset=10").json
+    assert (past_the_end["items"], past_the_end["total"]) == ([], 2)
+    first, second = client.get("/patients?q=zoe").json["items"]
+    after = service.list_patients(db, Actor.operator(), PatientQuery(q="zoe", after=first["id"]))
+    assert ([p["id"] for p in after["items"]], after["total"]) == ([second["id"]], 2)

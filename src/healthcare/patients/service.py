@@ -207,15 +207,25 @@ def _page(
     [[(revision,)]] = db.read((queries.revision, {}))
     page = db.pages.get(key, revision)
     if page is MISSING:
-        rows, totals = db.read((listing.page, params), (listing.total, params))
+        rows, total = _rows_and_total(db, listing, params)
         page = {
             "items": [serialize(row, today) for row in rows],
-            "total": totals[0][0],
+            "total": total,
             "limit": query.limit,
             "offset": query.offset,
         }
         db.pages.put(key, revision, page)
     return page
+
+
+def _rows_and_total(
+    db: Database, listing: queries.Listing, params: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], int]:
+    if listing.counted:  # each row starts with the total; past the end, one row of nulls
+        [rows] = db.read((listing.page, params))
+        return [row[1:] for row in rows if row[1] is not None], rows[0][0]
+    rows, [(total,)] = db.read((listing.page, params), (listing.total, params))
+    return rows, total
 
 
 @dataclass(frozen=True)
