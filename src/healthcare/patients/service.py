@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -242,7 +243,7 @@ class NewRequest:
     mrn_prefix: str
     pending: PendingAudit
 
-    @property
+    @cached_property
     def demographics(self) -> matching.Demographics:
         return matching.Demographics.of(self.values)
 
