@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -261,8 +262,8 @@ def create_patient(
     )
     try:
         return db.write_together(create_each, request)
-    except Exception as exc:
-        record_refusal(db, event, exc)
+    except Exception as exc:  # nothing was stored: the id an attempt took names nobody
+        record_refusal(db, dataclasses.replace(event, patient_id=None), exc)
         raise
 
 
