@@ -15,10 +15,12 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from healthcare.audit import record, trail
+from healthcare.auth.access import Actor
 from healthcare.cli import main
 from healthcare.db.database import Database
 from healthcare.db.models import audit_events, patients
 from healthcare.patients import service
+from healthcare.patients.schemas import PatientIn
 from tests.conftest import Account, audit_guard_lifted, audit_rows, new_patient, wait_until
 
 
@@ -435,3 +437,28 @@ def test_the_chain_keeps_the_order_of_what_one_user_did(
         ("patient.create", "possible_duplicate"),
         ("patient.create", "success"),
     ]
+
+
+def test_a_create_that_fails_after_it_was_stored_names_no_patient(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create's transaction fails after its patient was inserted (here the chain's write
+    at its end): the error row names no patient. It named the rolled-back id, which SQLite
+    then gave to the next patient created, putting the failure in that patient's access log."""
+    chain = trail._chain
+    failing = [True]
+
+    def chain_fails_once_for_a_create(conn: Connection, events: Any) -> None:
+        if failing and any(e.action == "patient.create" and e.outcome == "success" for e in events):
+            failing.pop()
+            raise RuntimeError("the chain's head could not be written")
+        chain(conn, events)
+
+    monkeypatch.setattr(trail, "_chain", chain_fails_once_for_a_create)
+    operator = Actor.operator()
+    with pytest.raises(RuntimeError):
+        service.create_patient(db, operator, PatientIn(name="Asha Verma", age=3))
+    ravi = service.create_patient(db, operator, PatientIn(name="Ravi Okafor", age=50))
+    [error] = audit_rows(db, action="patient.create", outcome="error")
+    assert error["patient_id"] is None
+    assert [row["patient_id"] for row in audit_rows(db, patient_id=ravi["id"])] == [ravi["id"]]

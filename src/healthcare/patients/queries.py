@@ -6,7 +6,7 @@ parameters for every value, so they compile once and run on the raw read path.""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
@@ -21,9 +21,11 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
+    literal_column,
     select,
     table,
     text,
+    true,
     union,
 )
 
@@ -48,6 +50,9 @@ SORT_COLUMNS = {
 # SQLite's full-text index over the names of patients that are not deleted (see migration 0001).
 patients_fts = table("patients_fts", column("rowid"))
 
+# The text search configuration as a literal, as the name-search index was made with it: as a
+# bound parameter the planner could not match a generic plan's expression to the index.
+SIMPLE = literal_column("'simple'::regconfig")
 active = patients.c.deleted_at.is_(None)
 deleted = patients.c.deleted_at.is_not(None)
 
@@ -62,14 +67,23 @@ revision = RawStatement(patient_total(patient_totals.c.revision))
 
 @dataclass(frozen=True)
 class Listing:
+    """A listing's statements. With ``counted`` the page's rows start with the total and a
+    page past the end is one row of the total and nulls; ``total`` is then not needed."""
+
     page: RawStatement
     total: RawStatement
+    counted: bool = False
 
 
-def _ordered(statement: Select, sort: str, id_column: ColumnElement) -> Select:
+def _ordered(
+    statement: Select,
+    sort: str,
+    id_column: ColumnElement,
+    columns: Mapping[str, ColumnElement] = SORT_COLUMNS,
+) -> Select:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
-    keys = [id_column] if key == "id" else [SORT_COLUMNS[key], id_column]
+    keys = [id_column] if key == "id" else [columns[key], id_column]
     return statement.order_by(*(k.desc() if descending else k for k in keys))
 
 
@@ -83,6 +97,28 @@ def _page(
     ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
     rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery()))
     return RawStatement(_ordered(rows, sort, patients.c.id))
+
+
+def _matched_first(
+    conditions: list[ColumnElement[bool]], wanted: frozenset[str], sort: str
+) -> RawStatement:
+    """A page of a PostgreSQL name search and its total, in one statement: every match found
+    through the full-text index first, once, then counted, sorted and paged. Left to itself
+    the planner walked the id index and tested each row's name until a page was full (it
+    expects a prefix to match thousands): for a prefix few names have, that read the whole
+    table (360 ms at 245,000 patients, against 0.1 ms). Counting the same matches again
+    in a statement of its own doubled the rest."""
+    key = sort.lstrip("-")
+    kept = [patients.c.id] if key == "id" else [patients.c.id, SORT_COLUMNS[key]]
+    found = select(*kept).where(*conditions).cte("matched").prefix_with("MATERIALIZED")
+    ids = _ordered(select(found.c.id).where(*_cursor(wanted, found.c.id)), sort, found.c.id,
+                   found.c)  # fmt: skip
+    ids = ids.limit(bindparam("limit")).offset(bindparam("offset"))
+    rows = select(*PUBLIC_COLUMNS).where(patients.c.id.in_(ids.scalar_subquery())).subquery()
+    total = select(func.count()).select_from(found).scalar_subquery()
+    one = select(literal_column("1").label("one")).subquery()
+    page = select(total, *rows.c).select_from(one.outerjoin(rows, true()))
+    return RawStatement(_ordered(page, sort, rows.c.id, rows.c))
 
 
 def _prefix(column: ColumnElement, name: str, dialect: str) -> list[ColumnElement[bool]]:
@@ -127,14 +163,16 @@ def _identity_filters(wanted: frozenset[str], dialect: str) -> list[ColumnElemen
     return filters
 
 
-def _cursor(wanted: frozenset[str]) -> list[ColumnElement[bool]]:
+def _cursor(
+    wanted: frozenset[str], id_column: ColumnElement = patients.c.id
+) -> list[ColumnElement[bool]]:
     """Keyset paging (FHIR's links): the page starts after, or ends before, a patient's id.
     The total still counts every match."""
     found: list[ColumnElement[bool]] = []
     if "after" in wanted:
-        found.append(patients.c.id > bindparam("after"))
+        found.append(id_column > bindparam("after"))
     if "before" in wanted:
-        found.append(patients.c.id < bindparam("before"))
+        found.append(id_column < bindparam("before"))
     return found
 
 
@@ -150,13 +188,15 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
         return _sqlite_search_listing(sort, filters, cursor)
     if search:
         filters.append(
-            func.to_tsvector("simple", patients.c.name_search).op("@@")(
-                func.to_tsquery("simple", bindparam("words"))
+            func.to_tsvector(SIMPLE, patients.c.name_search).op("@@")(
+                func.to_tsquery(SIMPLE, bindparam("words"))
             )
         )
     conditions = [active, *filters]
-    page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     total = select(func.count()).select_from(patients).where(*conditions)
+    if search:
+        return Listing(_matched_first(conditions, wanted, sort), RawStatement(total), counted=True)
+    page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
     return Listing(page, RawStatement(total if filters else patient_total(patient_totals.c.active)))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -207,15 +209,25 @@ def _page(
     [[(revision,)]] = db.read((queries.revision, {}))
     page = db.pages.get(key, revision)
     if page is MISSING:
-        rows, totals = db.read((listing.page, params), (listing.total, params))
+        rows, total = _rows_and_total(db, listing, params)
         page = {
             "items": [serialize(row, today) for row in rows],
-            "total": totals[0][0],
+            "total": total,
             "limit": query.limit,
             "offset": query.offset,
         }
         db.pages.put(key, revision, page)
     return page
+
+
+def _rows_and_total(
+    db: Database, listing: queries.Listing, params: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], int]:
+    if listing.counted:  # each row starts with the total; past the end, one row of nulls
+        [rows] = db.read((listing.page, params))
+        return [row[1:] for row in rows if row[1] is not None], rows[0][0]
+    rows, [(total,)] = db.read((listing.page, params), (listing.total, params))
+    return rows, total
 
 
 @dataclass(frozen=True)
@@ -232,7 +244,7 @@ class NewRequest:
     mrn_prefix: str
     pending: PendingAudit
 
-    @property
+    @cached_property
     def demographics(self) -> matching.Demographics:
         return matching.Demographics.of(self.values)
 
@@ -250,8 +262,8 @@ def create_patient(
     )
     try:
         return db.write_together(create_each, request)
-    except Exception as exc:
-        record_refusal(db, event, exc)
+    except Exception as exc:  # nothing was stored: the id an attempt took names nobody
+        record_refusal(db, dataclasses.replace(event, patient_id=None), exc)
         raise
 
 
