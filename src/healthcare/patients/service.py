@@ -223,7 +223,7 @@ def _page(
 def _rows_and_total(
     db: Database, listing: queries.Listing, params: dict[str, Any]
 ) -> tuple[list[tuple[Any, ...]], int]:
-    if listing.counted:  # each row starts with the total; past the end, one row of nulls
+    if listing.total is None:  # each row starts with the total; past the end, one row of nulls
         [rows] = db.read((listing.page, params))
         return [row[1:] for row in rows if row[1] is not None], rows[0][0]
     rows, [(total,)] = db.read((listing.page, params), (listing.total, params))
