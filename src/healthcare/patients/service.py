@@ -280,8 +280,6 @@ def create_each(
     stored, in the same transaction, exactly as if they had come after it. Like every change,
     the transaction carries the process's waiting audit events, ahead of its own."""
     _carry_waiting_events(conn, requests[0].pending)
-    for request in requests:  # an earlier attempt at this transaction may have filled them
-        request.event.patient_id = request.event.fields = request.event.detail = None
     queries.lock_blocks(conn, [request.demographics for request in requests])
     answers: dict[int, dict[str, Any] | ServiceError] = {}
     waiting = list(range(len(requests)))
