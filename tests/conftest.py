@@ -8,9 +8,11 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,7 @@ from healthcare.config import Settings
 from healthcare.db import migrate
 from healthcare.db.database import Database
 from healthcare.db.engine import create_db_engine
+from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import Base, api_tokens, audit_events, users
 from healthcare.observability import BufferedStreamHandler, JsonFormatter
 
@@ -368,3 +371,24 @@ def another_server_process(settings: Settings) -> Iterator[Callable[..., int]]:
             return pool.apply_async(_status_in_this_process, call).get(timeout=120)
 
         yield status
+
+
+def queued_behind_a_held_writer(
+    writer: GroupCommit, pool: ThreadPoolExecutor, submit: list[Callable[[], Any]]
+) -> list[Future[Any]]:
+    """Each of ``submit`` run in ``pool`` and queued, in order, while the group-commit writer
+    is held by a transaction of its own: they reach the writer as one batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    pool.submit(writer.run, blocker)
+    assert started.wait(5)
+    futures = []
+    for queued, call in enumerate(submit, start=1):
+        futures.append(pool.submit(call))
+        wait_until(lambda n=queued: writer._queue.qsize() == n, timeout=10, what="queued")
+    release.set()
+    return futures

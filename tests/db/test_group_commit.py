@@ -17,7 +17,7 @@ from healthcare.audit import trail
 from healthcare.db.group_commit import GroupCommit
 from healthcare.db.models import patients
 from healthcare.errors import Conflict
-from tests.conftest import wait_until
+from tests.conftest import queued_behind_a_held_writer, wait_until
 
 
 def _insert(name: str):
@@ -387,22 +387,14 @@ def test_only_transactions_that_committed_are_reported(engine: Engine) -> None:
     unit by unit is reported as the commits that followed, not as one more."""
     reports: list[int] = []
     writer = GroupCommit(engine, on_commit=lambda units, _seconds: reports.append(units))
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(conn: Connection) -> None:
-        started.set()
-        release.wait(5)
 
     def failing(conn: Connection) -> None:
         raise Conflict("no")
 
     with ThreadPoolExecutor(3) as pool:
-        pool.submit(writer.run, blocker)
-        assert started.wait(5)
-        good = pool.submit(writer.run, _insert("Kept"))
-        bad = pool.submit(writer.run, failing)
-        wait_until(lambda: writer._queue.qsize() == 2, timeout=10, what="a batch of two")
-        release.set()
+        good, bad = queued_behind_a_held_writer(
+            writer, pool, [lambda: writer.run(_insert("Kept")), lambda: writer.run(failing)]
+        )
         assert good.result(10) > 0
         with pytest.raises(Conflict):
             bad.result(10)
@@ -426,26 +418,6 @@ def _insert_each(calls: list[list[str]]) -> Callable[[Connection, list[str]], li
     return insert_each
 
 
-def _queued_behind_a_blocker(
-    writer: GroupCommit, pool: ThreadPoolExecutor, submit: list[Callable[[], Any]]
-) -> list[Any]:
-    """Each of ``submit`` queued, in order, while the writer is held: one batch."""
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(conn: Connection) -> None:
-        started.set()
-        release.wait(5)
-
-    pool.submit(writer.run, blocker)
-    assert started.wait(5)
-    futures = []
-    for queued, call in enumerate(submit, start=1):
-        futures.append(pool.submit(call))
-        wait_until(lambda n=queued: writer._queue.qsize() == n, timeout=10, what="queued")
-    release.set()
-    return futures
-
-
 def test_units_of_one_kind_that_arrive_together_are_run_in_one_call(engine: Engine) -> None:
     """Consecutive units with the same function go to it together; a plain unit between
     them ends the run. Each caller gets its own item's answer."""
@@ -454,7 +426,7 @@ def test_units_of_one_kind_that_arrive_together_are_run_in_one_call(engine: Engi
     each = _insert_each(calls)
     names = ["A", "B", "C"]
     with ThreadPoolExecutor(6) as pool:
-        futures = _queued_behind_a_blocker(
+        futures = queued_behind_a_held_writer(
             writer,
             pool,
             [
@@ -486,7 +458,7 @@ def test_only_the_item_that_fails_gets_the_error(
     writer = GroupCommit(engine)
     each = _insert_each(calls)
     with ThreadPoolExecutor(5) as pool:
-        futures = _queued_behind_a_blocker(
+        futures = queued_behind_a_held_writer(
             writer, pool, [lambda n=n: writer.run_together(each, n) for n in ("A", middle, "B")]
         )
         assert all(futures[i].result(10) for i in (0, 2))

@@ -36,7 +36,7 @@ from healthcare.patients.matching import (
 )
 from healthcare.patients.schemas import PatientIn
 from healthcare.patients.seed import insert_with_identity, synthetic_patients
-from tests.conftest import audit_rows, new_patient, wait_until
+from tests.conftest import audit_rows, new_patient, queued_behind_a_held_writer
 
 ASHA = Demographics("Verma", "Asha", date(1990, 3, 4), "079460958", "asha@example.org")
 
@@ -391,24 +391,17 @@ def test_a_create_refused_when_run_again_names_no_patient(
         return original(self, batch, *a, **k)
 
     monkeypatch.setattr(GroupCommit, "_run_again", another_server_stores_asha_meanwhile)
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(conn: Connection) -> None:
-        started.set()
-        release.wait(5)
 
     def failing(conn: Connection) -> None:
         raise RuntimeError("a unit of the batch failed")
 
+    asha = PatientIn.model_validate(ASHA_BODY)
     with ThreadPoolExecutor(3) as pool:
-        pool.submit(db.write, blocker)
-        assert started.wait(5)
-        asha = PatientIn.model_validate(ASHA_BODY)
-        created = pool.submit(service.create_patient, db, admin, asha)
-        wait_until(lambda: db._writer._queue.qsize() == 1, timeout=10, what="the create queued")
-        other = pool.submit(db.write, failing)
-        wait_until(lambda: db._writer._queue.qsize() == 2, timeout=10, what="both queued")
-        release.set()
+        created, other = queued_behind_a_held_writer(
+            db._writer,
+            pool,
+            [lambda: service.create_patient(db, admin, asha), lambda: db.write(failing)],
+        )
         with pytest.raises(PossibleDuplicates):
             created.result(10)
         with pytest.raises(RuntimeError):

@@ -67,12 +67,11 @@ revision = RawStatement(patient_total(patient_totals.c.revision))
 
 @dataclass(frozen=True)
 class Listing:
-    """A listing's statements. With ``counted`` the page's rows start with the total and a
-    page past the end is one row of the total and nulls; ``total`` is then not needed."""
+    """A listing's statements. Without ``total`` the page counts its matches itself: each
+    row starts with the total, and a page past the end is one row of the total and nulls."""
 
     page: RawStatement
-    total: RawStatement
-    counted: bool = False
+    total: RawStatement | None
 
 
 def _ordered(
@@ -193,10 +192,10 @@ def _listing(dialect: str, sort: str, search: bool, wanted: frozenset[str]) -> L
             )
         )
     conditions = [active, *filters]
-    total = select(func.count()).select_from(patients).where(*conditions)
     if search:
-        return Listing(_matched_first(conditions, wanted, sort), RawStatement(total), counted=True)
+        return Listing(_matched_first(conditions, wanted, sort), None)
     page = _page(patients, [*conditions, *cursor], sort, patients.c.id)
+    total = select(func.count()).select_from(patients).where(*conditions)
     return Listing(page, RawStatement(total if filters else patient_total(patient_totals.c.active)))
 
 

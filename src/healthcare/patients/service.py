@@ -223,7 +223,7 @@ def _page(
 def _rows_and_total(
     db: Database, listing: queries.Listing, params: dict[str, Any]
 ) -> tuple[list[tuple[Any, ...]], int]:
-    if listing.counted:  # each row starts with the total; past the end, one row of nulls
+    if listing.total is None:  # each row starts with the total; past the end, one row of nulls
         [rows] = db.read((listing.page, params))
         return [row[1:] for row in rows if row[1] is not None], rows[0][0]
     rows, [(total,)] = db.read((listing.page, params), (listing.total, params))
@@ -280,8 +280,6 @@ def create_each(
     stored, in the same transaction, exactly as if they had come after it. Like every change,
     the transaction carries the process's waiting audit events, ahead of its own."""
     _carry_waiting_events(conn, requests[0].pending)
-    for request in requests:  # an earlier attempt at this transaction may have filled them
-        request.event.patient_id = request.event.fields = request.event.detail = None
     queries.lock_blocks(conn, [request.demographics for request in requests])
     answers: dict[int, dict[str, Any] | ServiceError] = {}
     waiting = list(range(len(requests)))
