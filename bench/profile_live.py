@@ -21,6 +21,7 @@ run (py-spy slows the worker it samples a little).
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def part_of(frames: list[str]) -> str:
     """The part of the request path a sample (outermost frame first) is in."""
     thread = next((f.partition("): ")[2] or "unnamed" for f in frames if f.startswith("thread (")),
                   "MainThread")  # fmt: skip
-    if thread != "MainThread":  # the group-commit writer, the audit and log flushers
+    if thread != "MainThread" and not thread.startswith("request"):  # the writer, the flushers
         return f"app: the {thread.rstrip('0123456789_-')} thread"
     ours = [i for i, frame in enumerate(frames) if PACKAGE in frame]
     names = [frame.split(" (")[0] for frame in frames]
@@ -101,10 +102,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--keep-samples", type=Path, help="copy py-spy's raw samples here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="healthcare-profile-") as tmp:
         result, raw = profile(args.endpoint, args.seconds, args.rows, Path(tmp))
         parts, total = shares(raw)
+        if args.keep_samples:
+            shutil.copyfile(raw, args.keep_samples)
     print(f"\n{args.endpoint}: {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms} ms, "
           f"{total:,} samples of one worker holding the interpreter")  # fmt: skip
     for part, count in parts.most_common(args.top):
