@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, literal_column, select
 
 from healthcare import clock
+from healthcare.audit import trail
 from healthcare.db import migrate, raw
 from healthcare.db.engine import create_db_engine
 from healthcare.patients import queries
@@ -124,14 +125,19 @@ def test_postgresql_reads_use_the_pool(database_url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("columns", [("id", "at", "label"), ("id", "at")], ids=["wide", "narrow"])
+@pytest.mark.parametrize(
+    "columns",
+    [("id", "at", "label"), ("id", "at"), ("label", "id", "at")],
+    ids=["wide", "narrow", "not-in-table-order"],
+)
 @pytest.mark.parametrize("count", [0, 1, 3, 64, 85, 200])
 def test_a_multi_row_insert_writes_every_row_as_given(
     database_url: str, count: int, columns: tuple[str, ...]
 ) -> None:
     """Chunks of every size (85 = 64 + 16 + 4 + 1), a processed type (the time), nulls; rows
     wider than NARROW_ROW and rows that narrow (on psycopg the first go through executemany,
-    the second in multi-row statements)."""
+    the second in multi-row statements); rows whose values come in another order than the
+    table's columns (the statement lists them in the table's order)."""
     engine = create_db_engine(database_url)
     metadata = MetaData()
     table = Table(
@@ -143,15 +149,35 @@ def test_a_multi_row_insert_writes_every_row_as_given(
     )
     metadata.create_all(engine)
     start = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
-    full = [(i, start + timedelta(seconds=i), None if i % 3 else f"row {i}") for i in range(count)]
-    rows = [row[: len(columns)] for row in full]
+    full = [
+        {"id": i, "at": start + timedelta(seconds=i), "label": None if i % 3 else f"row {i}"}
+        for i in range(count)
+    ]
+    rows = [tuple(row[name] for name in columns) for row in full]
     try:
         with engine.begin() as conn:
             raw.MultiRowInsert(table, columns).run(conn, rows)
         with engine.connect() as conn:
             stored = conn.execute(select(*(table.c[name] for name in columns)).order_by(table.c.id))
-            found = [(row[0], clock.as_utc(row[1]), *row[2:]) for row in stored]
+            found = [tuple(_as_given(name, value) for name, value in zip(columns, row, strict=True))
+                     for row in stored]  # fmt: skip
         assert found == rows
     finally:
         metadata.drop_all(engine)
         engine.dispose()
+
+
+def _as_given(name: str, value: object) -> object:
+    return clock.as_utc(value) if name == "at" else value  # type: ignore[arg-type]
+
+
+def test_sqlite_rows_in_another_order_than_the_table_still_go_in_as_positional_values(
+    tmp_path: Path,
+) -> None:
+    """The audit trail's rows list token_id before hash, its table after: such rows go in as
+    positional values too, not through a dictionary of numbered names (which cost a flush of
+    read events 80 rather than 65 µs of CPU an event)."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    assert trail.INSERT.columns != trail.INSERT._table_order
+    assert trail.INSERT._flat_processors(engine, 64) is not None
+    engine.dispose()

@@ -204,6 +204,9 @@ class MultiRowInsert:
 
     def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
         self.columns = columns
+        # A compiled INSERT lists its columns in the table's order, whatever the rows' order.
+        self._table_order = tuple(c.key for c in table.c if c.key in columns)
+        self._positions = [columns.index(name) for name in self._table_order]
         self._statements = {size: self._statement(table, size) for size in self.CHUNK_SIZES}
         self._flat: dict[tuple[str, int], list[Callable[[Any], Any] | None] | None] = {}
 
@@ -241,23 +244,24 @@ class MultiRowInsert:
             named = {f"{name}_{i}": value for i, row in enumerate(rows)
                      for name, value in zip(self.columns, row, strict=True)}  # fmt: skip
             return statement.arguments(engine, named)
+        positions = self._positions
         return statement._for(engine).sql, [
-            processor(value) if processor else value
+            processor(row[position]) if processor else row[position]
             for row in rows
-            for value, processor in zip(row, processors, strict=True)
+            for position, processor in zip(positions, processors, strict=True)
         ]
 
     def _flat_processors(
         self, engine: Engine, size: int
     ) -> list[Callable[[Any], Any] | None] | None:
         """Each column's bind processor when the statement takes its values positionally, row
-        after row in column order; None when it does not (named parameters)."""
+        after row in the table's column order; None when it does not (named parameters)."""
         key = (engine.dialect.name, size)
         if key not in self._flat:
             compiled = self._statements[size]._for(engine)
-            flat = tuple(f"{name}_{i}" for i in range(size) for name in self.columns)
+            flat = tuple(f"{name}_{i}" for i in range(size) for name in self._table_order)
             self._flat[key] = (
-                [compiled.processors.get(f"{name}_0") for name in self.columns]
+                [compiled.processors.get(f"{name}_0") for name in self._table_order]
                 if compiled.order == flat and not compiled.literals
                 else None
             )
