@@ -167,6 +167,31 @@ def test_a_multi_row_insert_writes_every_row_as_given(
         engine.dispose()
 
 
+@pytest.mark.parametrize("width", [2, 4], ids=["short", "long"])
+def test_a_multi_row_insert_refuses_a_row_of_the_wrong_width(database_url: str, width: int) -> None:
+    """Values go in by position: a row with a value too many or too few is refused, not
+    written shifted or cut (the audit's rows are built apart from its column list)."""
+    engine = create_db_engine(database_url)
+    metadata = MetaData()
+    table = Table(
+        f"scratch_{uuid.uuid4().hex[:8]}",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("label", String(20)),
+        Column("note", String(20)),
+    )
+    metadata.create_all(engine)
+    rows = [("a", 1, "b"), ("c", 2, "d", "e")[:width]]  # note, id, label
+    try:
+        with pytest.raises(ValueError, match="each row must have 3 values"), engine.begin() as conn:
+            raw.MultiRowInsert(table, ("note", "id", "label")).run(conn, rows)
+        with engine.connect() as conn:
+            assert conn.execute(select(table.c.id)).all() == []
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
 def _as_given(name: str, value: object) -> object:
     return clock.as_utc(value) if name == "at" else value  # type: ignore[arg-type]
 
