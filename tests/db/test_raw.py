@@ -13,7 +13,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, literal_column, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    literal_column,
+    select,
+)
 
 from healthcare import clock
 from healthcare.audit import trail
@@ -125,19 +135,9 @@ def test_postgresql_reads_use_the_pool(database_url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "columns",
-    [("id", "at", "label"), ("id", "at"), ("label", "id", "at")],
-    ids=["wide", "narrow", "not-in-table-order"],
-)
-@pytest.mark.parametrize("count", [0, 1, 3, 64, 85, 200])
-def test_a_multi_row_insert_writes_every_row_as_given(
-    database_url: str, count: int, columns: tuple[str, ...]
-) -> None:
-    """Chunks of every size (85 = 64 + 16 + 4 + 1), a processed type (the time), nulls; rows
-    wider than NARROW_ROW and rows that narrow (on psycopg the first go through executemany,
-    the second in multi-row statements); rows whose values come in another order than the
-    table's columns (the statement lists them in the table's order)."""
+@pytest.fixture
+def scratch(database_url: str) -> Iterator[tuple[Engine, Table]]:
+    """A table of its own (an id, a time, a label) on the test's database, dropped after."""
     engine = create_db_engine(database_url)
     metadata = MetaData()
     table = Table(
@@ -148,23 +148,55 @@ def test_a_multi_row_insert_writes_every_row_as_given(
         Column("label", String(20)),
     )
     metadata.create_all(engine)
+    try:
+        yield engine, table
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [("id", "at", "label"), ("id", "at"), ("label", "id", "at")],
+    ids=["wide", "narrow", "not-in-table-order"],
+)
+@pytest.mark.parametrize("count", [0, 1, 3, 64, 85, 200])
+def test_a_multi_row_insert_writes_every_row_as_given(
+    scratch: tuple[Engine, Table], count: int, columns: tuple[str, ...]
+) -> None:
+    """Chunks of every size (85 = 64 + 16 + 4 + 1), a processed type (the time), nulls; rows
+    wider than NARROW_ROW and rows that narrow (on psycopg the first go through executemany,
+    the second in multi-row statements); rows whose values come in another order than the
+    table's columns (the statement lists them in the table's order)."""
+    engine, table = scratch
     start = datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
     full = [
         {"id": i, "at": start + timedelta(seconds=i), "label": None if i % 3 else f"row {i}"}
         for i in range(count)
     ]
     rows = [tuple(row[name] for name in columns) for row in full]
-    try:
-        with engine.begin() as conn:
-            raw.MultiRowInsert(table, columns).run(conn, rows)
-        with engine.connect() as conn:
-            stored = conn.execute(select(*(table.c[name] for name in columns)).order_by(table.c.id))
-            found = [tuple(_as_given(name, value) for name, value in zip(columns, row, strict=True))
-                     for row in stored]  # fmt: skip
-        assert found == rows
-    finally:
-        metadata.drop_all(engine)
-        engine.dispose()
+    with engine.begin() as conn:
+        raw.MultiRowInsert(table, columns).run(conn, rows)
+    with engine.connect() as conn:
+        stored = conn.execute(select(*(table.c[name] for name in columns)).order_by(table.c.id))
+        found = [tuple(_as_given(name, value) for name, value in zip(columns, row, strict=True))
+                 for row in stored]  # fmt: skip
+    assert found == rows
+
+
+@pytest.mark.parametrize("width", [2, 4], ids=["short", "long"])
+def test_a_multi_row_insert_refuses_a_row_of_the_wrong_width(
+    scratch: tuple[Engine, Table], width: int
+) -> None:
+    """Values go in by position: a row with a value too many or too few is refused, not
+    written shifted or cut (the audit's rows are built apart from its column list)."""
+    engine, table = scratch
+    at = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    rows = [("a", 1, at), ("b", 2, at, "stray")[:width]]  # label, id, at
+    with pytest.raises(ValueError, match="each row must have 3 values"), engine.begin() as conn:
+        raw.MultiRowInsert(table, ("label", "id", "at")).run(conn, rows)
+    with engine.connect() as conn:
+        assert conn.execute(select(table.c.id)).all() == []
 
 
 def _as_given(name: str, value: object) -> object:

@@ -218,6 +218,9 @@ class MultiRowInsert:
         return RawStatement(insert(table).values(rows))
 
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        width = len(self.columns)
+        if any(len(row) != width for row in rows):  # placed by position: a stray value would shift
+            raise ValueError(f"each row must have {width} values: {', '.join(self.columns)}")
         with _cursor_in(conn) as cursor:
             if (
                 len(rows) > 1  # one row: one statement (executemany's pipeline costs 20 µs)
