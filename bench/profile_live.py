@@ -4,13 +4,14 @@ worker process while it holds the interpreter (``--gil``: time spent computing, 
 Each sample is put in one part of the request path by the deepest frame of this package on
 its stack:
 
-- the server: granian's ASGI glue and the event loop (no request of ours on the stack), and
-  the two ``send`` calls that hand the answer to granian;
+- the server: the event loop and granian's ASGI glue and threads (no frame of ours), and the
+  two ``send`` calls that hand the answer to granian;
 - Flask and Werkzeug: their own request machinery (the request context, URL matching,
   dispatch, the response object), below our middleware and above our hooks and views;
-- the app: our hooks, views, service, database reads, audit, log line and metrics, listed by
-  the app function the time is under, and the worker's own threads (the group-commit writer
-  that appends the read audit, the log flusher).
+- the app: the ASGI-to-WSGI bridge (``WholeRequests``: the body, the environ, the answer),
+  our hooks, views, service, database reads, audit, log line and metrics, listed by the app
+  function the time is under, and the worker's own threads (the group-commit writer that
+  appends the read audit, the log flusher).
 
     .venv/bin/python bench/profile_live.py [--endpoint get] [--seconds 10] [--rows 100000]
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -133,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
